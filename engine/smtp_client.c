@@ -1,0 +1,1054 @@
+/*
+ * smtp_client: the pure SMTP client state machine (RFC 5321, 2920, 3030,
+ * 3207, 4954), with the STARTTLS policy of DESIGN.md built in.
+ *
+ * The session runs greeting -> EHLO -> STARTTLS -> (caller's handshake) ->
+ * EHLO -> [AUTH] -> READY, then transactions, NOOPs and QUIT. Replies are
+ * matched to commands by counting, in order, so pipelined groups need no
+ * per-command allocation: a transaction remembers how many MAIL, RCPT and
+ * DATA/BDAT replies are still due.
+ */
+#include "smtp_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVQ_MAX 8
+#define SEG_MAX 8
+#define OBUF_FLOOR 256
+/* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
+#define ADDR_MAX 254
+/* RFC 5321 4.5.3.1.2: a domain is at most 255 octets. */
+#define EHLO_NAME_MAX 255
+
+enum state {
+    ST_GREETING = 1,
+    ST_EHLO,
+    ST_STARTTLS,
+    ST_TLS_WAIT,
+    ST_AUTH_PLAIN,
+    ST_AUTH_LOGIN,
+    ST_AUTH_LOGIN_USER,
+    ST_AUTH_LOGIN_PASS,
+    ST_READY,
+    ST_TXN,
+    ST_NOOP,
+    ST_RSET,
+    ST_QUIT,
+    ST_CLOSED,
+    ST_FAILED,
+};
+
+/* Where a transaction stands once the envelope replies are in. */
+enum phase {
+    PH_ENVELOPE = 1, /* MAIL/RCPT (and a pipelined DATA/BDAT) replies due */
+    PH_DATA,         /* DATA sent, its 354 due */
+    PH_BODY,         /* body sent after 354, final reply due */
+    PH_DOT_ABORT,    /* lone "." sent after an unwanted 354 */
+    PH_BDAT,         /* BDAT chunk sent, its reply due */
+};
+
+struct seg {
+    const char *ptr; /* body pieces: caller memory */
+    size_t off;      /* text pieces: offset in obuf (which may move) */
+    size_t len;
+    int body;
+};
+
+struct smtp_client {
+    enum state st;
+    enum smtp_client_tls_mode tls_mode;
+    int tls;
+    int pipelining_allowed;
+    int pipeline_body;
+    char *ehlo_name;
+    char *plain_b64, *user_b64, *pass_b64;
+    struct smtp_reply_parser *parser;
+    struct smtp_ehlo caps;
+    int auth_before_tls; /* AUTH was offered in the plaintext EHLO */
+
+    char *obuf;
+    size_t ocap, olen;
+    struct seg segs[SEG_MAX];
+    size_t nseg, seg_sent; /* bytes of segs[0] already sent */
+
+    struct smtp_client_event evq[EVQ_MAX];
+    size_t evhead, evcount;
+
+    /* The transaction in flight. */
+    struct smtp_client_txn *txn;
+    enum phase phase;
+    int lockstep;     /* no PIPELINING: one command per round trip */
+    int bdat;         /* CHUNKING: the body goes as one BDAT LAST chunk */
+    int mail_due, mail_ok;
+    size_t rcpt_sent, rcpt_replied;
+    int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
+    int oom;         /* queueing output failed: the session cannot go on */
+};
+
+static const char *const reason_names[SMTP_CLIENT_R_COUNT] = {
+    "none",        "protocol",         "greeting",  "ehlo",       "no-starttls",
+    "starttls-rejected", "injection",  "auth",      "server-closed", "connection",
+    "timeout",     "handshake",        "cert-verify", "protocol-version", "local",
+};
+
+const char *smtp_client_reason_name(enum smtp_client_reason r)
+{
+    if ((unsigned)r < SMTP_CLIENT_R_COUNT)
+        return reason_names[r];
+    return "unknown";
+}
+
+const char *smtp_client_outcome_name(enum smtp_client_outcome o)
+{
+    switch (o) {
+    case SMTP_CLIENT_PENDING:
+        return "pending";
+    case SMTP_CLIENT_DELIVERED:
+        return "delivered";
+    case SMTP_CLIENT_TEMPORARY:
+        return "temporary";
+    case SMTP_CLIENT_PERMANENT:
+        return "permanent";
+    }
+    return "unknown";
+}
+
+const char *smtp_client_event_name(enum smtp_client_event_type t)
+{
+    static const char *const names[] = {"none", "need-tls", "ready", "txn-done", "failed",
+                                        "closed"};
+    if ((unsigned)t < sizeof(names) / sizeof(names[0]))
+        return names[t];
+    return "unknown";
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void copy_text(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = 0;
+}
+
+static struct smtp_client_event *push_event(struct smtp_client *c, enum smtp_client_event_type t)
+{
+    struct smtp_client_event *ev;
+    /* feed() keeps two slots free before each reply, and a reply queues at
+     * most two events, so the queue cannot overflow. */
+    if (c->evcount == EVQ_MAX)
+        abort();
+    ev = &c->evq[(c->evhead + c->evcount++) % EVQ_MAX];
+    memset(ev, 0, sizeof(*ev));
+    ev->type = t;
+    return ev;
+}
+
+static int out_reserve(struct smtp_client *c, size_t more)
+{
+    size_t need = c->olen + more, cap = c->ocap ? c->ocap : OBUF_FLOOR;
+    char *p;
+    if (need <= c->ocap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    p = realloc(c->obuf, cap);
+    if (!p)
+        return -1;
+    c->obuf = p;
+    c->ocap = cap;
+    return 0;
+}
+
+/* Queue command text, the pieces concatenated (NULL ends the list). */
+static int out_cmd(struct smtp_client *c, const char *a, const char *b, const char *d,
+                   const char *e)
+{
+    const char *parts[4] = {a, b, d, e};
+    size_t total = 2, i;
+    struct seg *s;
+    for (i = 0; i < 4 && parts[i]; i++)
+        total += strlen(parts[i]);
+    if (out_reserve(c, total) < 0) {
+        c->oom = 1;
+        return -1;
+    }
+    if (c->nseg && !c->segs[c->nseg - 1].body) {
+        s = &c->segs[c->nseg - 1];
+    } else {
+        if (c->nseg == SEG_MAX) {
+            c->oom = 1;
+            return -1;
+        }
+        s = &c->segs[c->nseg++];
+        s->body = 0;
+        s->ptr = NULL;
+        s->off = c->olen;
+        s->len = 0;
+    }
+    for (i = 0; i < 4 && parts[i]; i++) {
+        size_t n = strlen(parts[i]);
+        memcpy(c->obuf + c->olen, parts[i], n);
+        c->olen += n;
+        s->len += n;
+    }
+    memcpy(c->obuf + c->olen, "\r\n", 2);
+    c->olen += 2;
+    s->len += 2;
+    return 0;
+}
+
+static int out_body(struct smtp_client *c, const void *p, size_t len)
+{
+    struct seg *s;
+    if (c->nseg == SEG_MAX) {
+        c->oom = 1;
+        return -1;
+    }
+    s = &c->segs[c->nseg++];
+    s->body = 1;
+    s->ptr = p;
+    s->off = 0;
+    s->len = len;
+    c->txn->body_started = 1;
+    return 0;
+}
+
+/* ---- failure and completion ------------------------------------------ */
+
+static enum smtp_client_outcome outcome_of(int code)
+{
+    if (code >= 200 && code < 300)
+        return SMTP_CLIENT_DELIVERED;
+    if (code >= 400 && code < 500)
+        return SMTP_CLIENT_TEMPORARY;
+    return SMTP_CLIENT_PERMANENT;
+}
+
+static void set_result(struct smtp_client_rcpt_result *res, enum smtp_client_outcome o,
+                       enum smtp_client_reason reason, int code, const char *enhanced,
+                       const char *text, size_t text_len)
+{
+    res->outcome = o;
+    res->reason = reason;
+    res->code = code;
+    copy_text(res->enhanced, sizeof(res->enhanced), enhanced ? enhanced : "",
+              enhanced ? strlen(enhanced) : 0);
+    copy_text(res->reply, sizeof(res->reply), text ? text : "", text ? text_len : 0);
+}
+
+/* Decide every recipient still pending (accepted or not yet answered). */
+static void settle_pending(struct smtp_client_txn *t, enum smtp_client_outcome o,
+                           enum smtp_client_reason reason, int code, const char *enhanced,
+                           const char *text, size_t text_len)
+{
+    size_t i;
+    for (i = 0; i < t->nrcpt; i++) {
+        if (t->results[i].outcome != SMTP_CLIENT_PENDING)
+            continue;
+        set_result(&t->results[i], o, reason, code, enhanced, text, text_len);
+        if (o == SMTP_CLIENT_DELIVERED)
+            t->delivered++;
+    }
+}
+
+/*
+ * The connection is unusable. quit: the session is still in step, so a
+ * QUIT is polite and safe (never after an injection or a garbled reply).
+ */
+static void fail(struct smtp_client *c, enum smtp_client_reason reason, const struct smtp_reply *r,
+                 const char *detail, int quit)
+{
+    struct smtp_client_event *ev;
+    char text[SMTP_CLIENT_REPLY_TEXT_MAX];
+    size_t i;
+
+    if (c->st == ST_FAILED || c->st == ST_CLOSED)
+        return;
+    if (r)
+        snprintf(text, sizeof(text), "%d %s", r->code, r->text);
+    else
+        snprintf(text, sizeof(text), "%s", detail ? detail : smtp_client_reason_name(reason));
+    /* A NEED_TLS not yet collected is void now: never start a handshake on a
+     * connection that has just been found to be tampered with. */
+    for (i = 0; i < c->evcount; i++) {
+        struct smtp_client_event *q = &c->evq[(c->evhead + i) % EVQ_MAX];
+        if (q->type == SMTP_CLIENT_EV_NEED_TLS && i == c->evcount - 1) {
+            c->evcount--;
+            break;
+        }
+    }
+    ev = push_event(c, SMTP_CLIENT_EV_FAILED);
+    ev->reason = reason;
+    ev->code = r ? r->code : 0;
+    if (r)
+        copy_text(ev->enhanced, sizeof(ev->enhanced), r->enhanced, strlen(r->enhanced));
+    copy_text(ev->text, sizeof(ev->text), text, strlen(text));
+    if (c->txn) {
+        settle_pending(c->txn, SMTP_CLIENT_TEMPORARY, reason, ev->code, ev->enhanced, text,
+                       strlen(text));
+        ev->txn = c->txn;
+        c->txn = NULL;
+    }
+    /* Unsent output may point into the caller's transaction, which the
+     * caller is free to release once it has this event. */
+    c->nseg = 0;
+    c->seg_sent = 0;
+    c->olen = 0;
+    if (quit)
+        out_cmd(c, "QUIT", NULL, NULL, NULL);
+    c->st = ST_FAILED;
+}
+
+/* Out of memory while queueing is the one local failure of the core. */
+static void check_oom(struct smtp_client *c)
+{
+    if (c->oom)
+        fail(c, SMTP_CLIENT_R_LOCAL, NULL, "out of memory queueing a command", 0);
+}
+
+static void ready(struct smtp_client *c)
+{
+    c->st = ST_READY;
+    push_event(c, SMTP_CLIENT_EV_READY);
+}
+
+/* The transaction is decided. clean: it ended with a 2xx to the data, so
+ * the server has reset itself; otherwise RSET before the next one. */
+static void txn_done(struct smtp_client *c, int clean)
+{
+    struct smtp_client_event *ev = push_event(c, SMTP_CLIENT_EV_TXN_DONE);
+    ev->txn = c->txn;
+    c->txn = NULL;
+    if (clean) {
+        ready(c);
+    } else {
+        c->st = ST_RSET;
+        out_cmd(c, "RSET", NULL, NULL, NULL);
+    }
+}
+
+/* ---- input validation -------------------------------------------------- */
+
+static const char *check_ehlo_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0, i;
+    if (n == 0)
+        return "EHLO name is empty";
+    if (n > EHLO_NAME_MAX)
+        return "EHLO name is longer than 255 octets";
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        /* A domain or an address literal ("[192.0.2.1]", "[IPv6:...]"). */
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.' || ch == '[' || ch == ']' || ch == ':'))
+            return "EHLO name contains a character that is not allowed in a domain";
+    }
+    return NULL;
+}
+
+static const char *check_b64(const char *s)
+{
+    if (!s)
+        return NULL;
+    if (!*s || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+                   strlen(s))
+        return "AUTH credentials are not base64";
+    return NULL;
+}
+
+/* An address must not be able to change the command it goes into. */
+static const char *check_addr(const char *a, int null_ok)
+{
+    size_t n = a ? strlen(a) : 0, i;
+    int quoted = 0;
+    if (!a)
+        return "address is missing";
+    if (n == 0)
+        return null_ok ? NULL : "recipient address is empty";
+    if (n > ADDR_MAX)
+        return "address is longer than 254 octets";
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)a[i];
+        if (ch == '\r' || ch == '\n' || ch < 0x20 || ch == 0x7f)
+            return "address contains CR, LF or another control character";
+        if (ch == '"' && (i == 0 || a[i - 1] != '\\'))
+            quoted = !quoted;
+        if (!quoted && (ch == '<' || ch == '>'))
+            return "address contains '<' or '>'";
+        if (!quoted && ch == ' ')
+            return "address contains a space outside a quoted local part";
+    }
+    if (quoted)
+        return "address has an unterminated quoted string";
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static char *dup_or_null(const char *s, int *oom)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        *oom = 1;
+    return d;
+}
+
+struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg, const char **err)
+{
+    struct smtp_client *c;
+    const char *e;
+    int oom = 0;
+
+    e = check_ehlo_name(cfg->ehlo_name);
+    if (!e && cfg->tls_mode != SMTP_CLIENT_STARTTLS && cfg->tls_mode != SMTP_CLIENT_IMPLICIT_TLS)
+        e = "TLS mode must be starttls or implicit";
+    if (!e && (!cfg->auth_plain_b64 != !cfg->auth_user_b64 ||
+               !cfg->auth_user_b64 != !cfg->auth_pass_b64))
+        e = "AUTH credentials are incomplete";
+    if (!e)
+        e = check_b64(cfg->auth_plain_b64);
+    if (!e)
+        e = check_b64(cfg->auth_user_b64);
+    if (!e)
+        e = check_b64(cfg->auth_pass_b64);
+    if (e) {
+        *err = e;
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        goto nomem;
+    c->tls_mode = cfg->tls_mode;
+    c->pipelining_allowed = 1;
+    c->pipeline_body = cfg->pipeline_body;
+    c->ehlo_name = dup_or_null(cfg->ehlo_name, &oom);
+    c->plain_b64 = dup_or_null(cfg->auth_plain_b64, &oom);
+    c->user_b64 = dup_or_null(cfg->auth_user_b64, &oom);
+    c->pass_b64 = dup_or_null(cfg->auth_pass_b64, &oom);
+    c->parser = smtp_reply_parser_new(&cfg->limits);
+    if (oom || !c->parser)
+        goto nomem;
+    if (c->tls_mode == SMTP_CLIENT_IMPLICIT_TLS) {
+        c->st = ST_TLS_WAIT;
+        push_event(c, SMTP_CLIENT_EV_NEED_TLS);
+    } else {
+        c->st = ST_GREETING;
+    }
+    return c;
+nomem:
+    smtp_client_free(c);
+    *err = "out of memory";
+    return NULL;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        /* explicit_bzero: a plain memset before free may be optimised away. */
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+void smtp_client_free(struct smtp_client *c)
+{
+    if (!c)
+        return;
+    smtp_reply_parser_free(c->parser);
+    free(c->ehlo_name);
+    wipe_free(c->plain_b64);
+    wipe_free(c->user_b64);
+    wipe_free(c->pass_b64);
+    free(c->obuf);
+    free(c);
+}
+
+/* ---- the session before READY ---------------------------------------- */
+
+static int is_421(const struct smtp_reply *r)
+{
+    return r->code == 421;
+}
+
+static void send_ehlo(struct smtp_client *c)
+{
+    c->st = ST_EHLO;
+    out_cmd(c, "EHLO ", c->ehlo_name, NULL, NULL);
+}
+
+static void on_greeting(struct smtp_client *c, const struct smtp_reply *r)
+{
+    if (r->code == 220)
+        send_ehlo(c);
+    else if (is_421(r))
+        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+    else /* RFC 5321 3.1: after a 554 greeting the client should QUIT. */
+        fail(c, SMTP_CLIENT_R_GREETING, r, NULL, 1);
+}
+
+static void start_auth(struct smtp_client *c)
+{
+    if (!(c->caps.ext & SMTP_EXT_AUTH) ||
+        !(c->caps.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+        fail(c, SMTP_CLIENT_R_AUTH, NULL,
+             c->auth_before_tls && !(c->caps.ext & SMTP_EXT_AUTH)
+                 ? "AUTH offered only before TLS; credentials withheld"
+                 : "no supported AUTH mechanism (PLAIN, LOGIN) offered over TLS",
+             1);
+        return;
+    }
+    if (c->caps.auth & SMTP_AUTH_PLAIN) {
+        c->st = ST_AUTH_PLAIN;
+        out_cmd(c, "AUTH PLAIN ", c->plain_b64, NULL, NULL);
+    } else {
+        c->st = ST_AUTH_LOGIN;
+        out_cmd(c, "AUTH LOGIN", NULL, NULL, NULL);
+    }
+}
+
+static void on_ehlo(struct smtp_client *c, const struct smtp_reply *r)
+{
+    if (r->code != 250) {
+        if (is_421(r))
+            fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        else /* No HELO fallback: STARTTLS needs ESMTP. */
+            fail(c, SMTP_CLIENT_R_EHLO, r, NULL, 1);
+        return;
+    }
+    smtp_ehlo_parse(r, &c->caps);
+    if (!c->tls) {
+        c->auth_before_tls = (c->caps.ext & SMTP_EXT_AUTH) != 0;
+        if (!(c->caps.ext & SMTP_EXT_STARTTLS)) {
+            fail(c, SMTP_CLIENT_R_NO_STARTTLS, NULL, "server does not offer STARTTLS", 1);
+            return;
+        }
+        /* STARTTLS goes alone: nothing may follow it in its group. */
+        c->st = ST_STARTTLS;
+        out_cmd(c, "STARTTLS", NULL, NULL, NULL);
+        return;
+    }
+    if (c->plain_b64)
+        start_auth(c);
+    else
+        ready(c);
+}
+
+static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
+{
+    if (r->code == 220) {
+        c->st = ST_TLS_WAIT;
+        push_event(c, SMTP_CLIENT_EV_NEED_TLS);
+    } else if (is_421(r)) {
+        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+    } else if (r->code >= 400) {
+        fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 1);
+    } else {
+        /* A 2xx/3xx other than 220 would let a server (or an attacker) keep
+         * the session in plaintext: never continue, never QUIT politely. */
+        fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 0);
+    }
+}
+
+static void on_auth(struct smtp_client *c, const struct smtp_reply *r)
+{
+    if (r->code == 235 && (c->st == ST_AUTH_PLAIN || c->st == ST_AUTH_LOGIN_PASS)) {
+        ready(c);
+    } else if (r->code == 334 && c->st == ST_AUTH_LOGIN) {
+        c->st = ST_AUTH_LOGIN_USER;
+        out_cmd(c, c->user_b64, NULL, NULL, NULL);
+    } else if (r->code == 334 && c->st == ST_AUTH_LOGIN_USER) {
+        c->st = ST_AUTH_LOGIN_PASS;
+        out_cmd(c, c->pass_b64, NULL, NULL, NULL);
+    } else if (is_421(r)) {
+        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+    } else if (r->code == 334) {
+        /* A challenge we did not expect: cancel the exchange (RFC 4954 4). */
+        out_cmd(c, "*", NULL, NULL, NULL);
+        fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 0);
+    } else {
+        fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 1);
+    }
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+static void send_rcpt(struct smtp_client *c)
+{
+    out_cmd(c, "RCPT TO:<", c->txn->rcpts[c->rcpt_sent++], ">", NULL);
+}
+
+static void send_data_cmd(struct smtp_client *c)
+{
+    char line[48];
+    if (c->bdat) {
+        snprintf(line, sizeof(line), "BDAT %zu LAST", c->txn->body_len);
+        out_cmd(c, line, NULL, NULL, NULL);
+        out_body(c, c->txn->body, c->txn->body_len);
+        c->phase = PH_BDAT;
+    } else {
+        out_cmd(c, "DATA", NULL, NULL, NULL);
+        c->phase = PH_DATA;
+    }
+}
+
+/* The envelope replies are all in (lockstep or pipelined without the data
+ * command): send the data command if anyone is listening. */
+static void envelope_complete(struct smtp_client *c)
+{
+    if (c->mail_ok && c->txn->accepted > 0)
+        send_data_cmd(c);
+    else
+        txn_done(c, 0);
+}
+
+static void on_mail_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    c->mail_due = 0;
+    c->mail_ok = r->code >= 200 && r->code < 300;
+    if (!c->mail_ok) {
+        /* Every recipient shares the sender's fate. */
+        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
+                       r->text_len);
+        if (c->lockstep)
+            txn_done(c, 0);
+        return;
+    }
+    if (c->lockstep)
+        send_rcpt(c);
+}
+
+static void on_rcpt_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    size_t i = c->rcpt_replied++;
+    if (c->mail_ok) {
+        if (r->code >= 200 && r->code < 300)
+            t->accepted++;
+        else
+            set_result(&t->results[i], outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
+                       r->enhanced, r->text, r->text_len);
+    }
+    if (c->rcpt_replied < t->nrcpt) {
+        if (c->lockstep)
+            send_rcpt(c);
+        return;
+    }
+    if (!c->datacmd_due)
+        envelope_complete(c);
+}
+
+static int body_queued(const struct smtp_client *c)
+{
+    size_t i;
+    for (i = 0; i < c->nseg; i++)
+        if (c->segs[i].body)
+            return 1;
+    return 0;
+}
+
+static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    int wanted = c->mail_ok && t->accepted > 0;
+
+    c->datacmd_due = 0;
+    if (c->phase == PH_BDAT || c->bdat) {
+        if (body_queued(c)) {
+            /* RFC 3030 2: the server reads the whole chunk before replying. */
+            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+            return;
+        }
+        /* The chunk carried LAST: this reply decides the message. */
+        if (wanted)
+            settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced,
+                           r->text, r->text_len);
+        txn_done(c, wanted && r->code >= 200 && r->code < 300);
+        return;
+    }
+    if (r->code == 354) {
+        if (wanted) {
+            out_body(c, t->body, t->body_len);
+            c->phase = PH_BODY;
+        } else {
+            /* No recipient, yet the server wants data: end it empty. */
+            out_cmd(c, ".", NULL, NULL, NULL);
+            c->phase = PH_DOT_ABORT;
+        }
+        return;
+    }
+    if (wanted)
+        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
+                       r->text_len);
+    txn_done(c, 0);
+}
+
+static void on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+
+    if (is_421(r)) {
+        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        return;
+    }
+    switch (c->phase) {
+    case PH_ENVELOPE:
+        if (c->mail_due)
+            on_mail_reply(c, r);
+        else if (c->rcpt_replied < c->rcpt_sent)
+            on_rcpt_reply(c, r);
+        else if (c->datacmd_due)
+            on_data_reply(c, r);
+        else
+            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+        return;
+    case PH_DATA:
+    case PH_BDAT:
+        on_data_reply(c, r);
+        return;
+    case PH_BODY:
+        if (body_queued(c)) {
+            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+            return;
+        }
+        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
+                       r->text_len);
+        txn_done(c, r->code >= 200 && r->code < 300);
+        return;
+    case PH_DOT_ABORT:
+        txn_done(c, 0);
+        return;
+    }
+}
+
+static int is_8bit_str(const char *s)
+{
+    return message_has_8bit(s, strlen(s));
+}
+
+static void refuse_locally(struct smtp_client *c, const char *enhanced, const char *text)
+{
+    settle_pending(c->txn, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, 0, enhanced, text,
+                   strlen(text));
+    txn_done(c, 1);
+}
+
+int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const char **err)
+{
+    const char *e = NULL;
+    char params[96];
+    int utf8 = 0;
+    size_t i, plen = 0;
+
+    if (c->st != ST_READY)
+        e = "connection is not ready for a transaction";
+    else if (!t->rcpts || t->nrcpt == 0)
+        e = "transaction has no recipients";
+    else if (!t->results)
+        e = "transaction has no results array";
+    else if (!t->body || t->body_len == 0)
+        e = "transaction has no body";
+    if (!e)
+        e = check_addr(t->from, 1);
+    for (i = 0; !e && i < t->nrcpt; i++)
+        e = check_addr(t->rcpts[i], 0);
+    c->bdat = (c->caps.ext & SMTP_EXT_CHUNKING) != 0;
+    if (!e && !c->bdat &&
+        (t->body_len < 5 || memcmp((const char *)t->body + t->body_len - 5, "\r\n.\r\n", 5) != 0))
+        e = "body is not prepared for DATA (no CRLF.CRLF terminator)";
+    if (e) {
+        *err = e;
+        return -1;
+    }
+    memset(t->results, 0, t->nrcpt * sizeof(*t->results));
+    t->accepted = t->delivered = 0;
+    t->body_started = t->body_sent = 0;
+    c->txn = t;
+    c->st = ST_TXN;
+    c->phase = PH_ENVELOPE;
+    c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
+    c->mail_due = 1;
+    c->mail_ok = 0;
+    c->rcpt_sent = c->rcpt_replied = 0;
+    c->datacmd_due = 0;
+
+    utf8 = is_8bit_str(t->from);
+    for (i = 0; i < t->nrcpt; i++)
+        utf8 |= is_8bit_str(t->rcpts[i]);
+    if (utf8 && !(c->caps.ext & SMTP_EXT_SMTPUTF8)) {
+        refuse_locally(c, "5.6.7", "non-ASCII address but the server does not offer SMTPUTF8");
+        return 0;
+    }
+    if (t->facts.eightbit && !(c->caps.ext & SMTP_EXT_8BITMIME)) {
+        refuse_locally(c, "5.6.3", "8-bit message but the server does not offer 8BITMIME");
+        return 0;
+    }
+    if ((c->caps.ext & SMTP_EXT_SIZE) && c->caps.size_max && t->facts.size > c->caps.size_max) {
+        refuse_locally(c, "5.3.4", "message is larger than the server's SIZE limit");
+        return 0;
+    }
+    params[0] = 0;
+    if (c->caps.ext & SMTP_EXT_SIZE)
+        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " SIZE=%zu", t->facts.size);
+    if (t->facts.eightbit)
+        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " BODY=8BITMIME");
+    if (utf8)
+        snprintf(params + plen, sizeof(params) - plen, " SMTPUTF8");
+    out_cmd(c, "MAIL FROM:<", t->from, ">", params);
+    if (c->lockstep) {
+        check_oom(c);
+        return 0;
+    }
+    while (c->rcpt_sent < t->nrcpt)
+        send_rcpt(c);
+    /* RFC 2920: DATA ends a pipelined group; BDAT may join it when the
+     * caller accepts sending a body that may find no recipient. */
+    if (!c->bdat || c->pipeline_body) {
+        send_data_cmd(c);
+        c->phase = PH_ENVELOPE;
+        c->datacmd_due = 1;
+    }
+    check_oom(c);
+    return 0;
+}
+
+/* ---- feeding ---------------------------------------------------------- */
+
+static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    switch (c->st) {
+    case ST_GREETING:
+        on_greeting(c, r);
+        break;
+    case ST_EHLO:
+        on_ehlo(c, r);
+        break;
+    case ST_STARTTLS:
+        on_starttls(c, r);
+        break;
+    case ST_AUTH_PLAIN:
+    case ST_AUTH_LOGIN:
+    case ST_AUTH_LOGIN_USER:
+    case ST_AUTH_LOGIN_PASS:
+        on_auth(c, r);
+        break;
+    case ST_TXN:
+        on_txn_reply(c, r);
+        break;
+    case ST_NOOP:
+    case ST_RSET:
+        if (r->code >= 200 && r->code < 300)
+            ready(c);
+        else if (is_421(r))
+            fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        else
+            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 1);
+        break;
+    case ST_QUIT:
+        c->st = ST_CLOSED;
+        push_event(c, SMTP_CLIENT_EV_CLOSED);
+        break;
+    case ST_READY:
+        /* Servers announce an idle timeout with an unsolicited 421. */
+        fail(c, is_421(r) ? SMTP_CLIENT_R_SERVER_CLOSED : SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+        break;
+    case ST_TLS_WAIT:
+    case ST_CLOSED:
+    case ST_FAILED:
+        break;
+    }
+}
+
+long smtp_client_feed(struct smtp_client *c, const void *buf, size_t len)
+{
+    const char *p = buf;
+    size_t off = 0;
+
+    while (off < len) {
+        struct smtp_reply r;
+        long n;
+        if (c->st == ST_FAILED)
+            return -1;
+        if (c->st == ST_CLOSED)
+            return (long)len; /* after QUIT's reply nothing matters */
+        if (c->st == ST_TLS_WAIT) {
+            /* Plaintext after the STARTTLS 220 (or before an implicit
+             * handshake) would be read as if it came over TLS. */
+            fail(c, c->tls_mode == SMTP_CLIENT_STARTTLS ? SMTP_CLIENT_R_INJECTION
+                                                        : SMTP_CLIENT_R_PROTOCOL,
+                 NULL,
+                 c->tls_mode == SMTP_CLIENT_STARTTLS
+                     ? "bytes received after the STARTTLS 220 reply (response injection)"
+                     : "plaintext received before the TLS handshake",
+                 0);
+            return -1;
+        }
+        if (c->evcount > EVQ_MAX - 2)
+            break;
+        n = smtp_reply_parser_feed(c->parser, p + off, len - off, &r);
+        if (n < 0) {
+            char d[96];
+            snprintf(d, sizeof(d), "malformed reply: %s", smtp_reply_strerror((int)n));
+            fail(c, SMTP_CLIENT_R_PROTOCOL, NULL, d, 0);
+            return -1;
+        }
+        if (n == 0) {
+            off = len;
+            break;
+        }
+        off += (size_t)n;
+        on_reply(c, &r);
+        check_oom(c);
+    }
+    if (c->st == ST_FAILED)
+        return -1;
+    return (long)off;
+}
+
+int smtp_client_next_event(struct smtp_client *c, struct smtp_client_event *ev)
+{
+    if (!c->evcount)
+        return 0;
+    *ev = c->evq[c->evhead];
+    c->evhead = (c->evhead + 1) % EVQ_MAX;
+    c->evcount--;
+    return 1;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+size_t smtp_client_output(const struct smtp_client *c, struct smtp_client_out *out, size_t max)
+{
+    size_t i, n = 0;
+    for (i = 0; i < c->nseg && n < max; i++) {
+        const struct seg *s = &c->segs[i];
+        size_t skip = i == 0 ? c->seg_sent : 0;
+        out[n].base = (s->body ? s->ptr : c->obuf + s->off) + skip;
+        out[n].len = s->len - skip;
+        out[n].body = s->body;
+        n++;
+    }
+    return n;
+}
+
+size_t smtp_client_output_len(const struct smtp_client *c)
+{
+    size_t i, n = 0;
+    for (i = 0; i < c->nseg; i++)
+        n += c->segs[i].len;
+    return n - c->seg_sent;
+}
+
+void smtp_client_sent(struct smtp_client *c, size_t n)
+{
+    while (n && c->nseg) {
+        struct seg *s = &c->segs[0];
+        size_t left = s->len - c->seg_sent;
+        if (n < left) {
+            c->seg_sent += n;
+            return;
+        }
+        n -= left;
+        if (s->body && c->txn)
+            c->txn->body_sent = 1;
+        memmove(&c->segs[0], &c->segs[1], (c->nseg - 1) * sizeof(c->segs[0]));
+        c->nseg--;
+        c->seg_sent = 0;
+    }
+    if (!c->nseg)
+        c->olen = 0;
+}
+
+/* ---- caller-reported events ----------------------------------------- */
+
+void smtp_client_tls_done(struct smtp_client *c, int ok, enum smtp_client_reason reason,
+                          const char *detail)
+{
+    if (c->st != ST_TLS_WAIT)
+        return;
+    if (!ok) {
+        fail(c, reason ? reason : SMTP_CLIENT_R_HANDSHAKE, NULL, detail, 0);
+        return;
+    }
+    c->tls = 1;
+    /* RFC 3207 4.2: forget everything learnt before TLS. */
+    memset(&c->caps, 0, sizeof(c->caps));
+    smtp_reply_parser_reset(c->parser);
+    if (c->tls_mode == SMTP_CLIENT_IMPLICIT_TLS)
+        c->st = ST_GREETING;
+    else
+        send_ehlo(c);
+    check_oom(c);
+}
+
+void smtp_client_abort(struct smtp_client *c, enum smtp_client_reason reason, const char *detail)
+{
+    fail(c, reason, NULL, detail, 0);
+}
+
+void smtp_client_eof(struct smtp_client *c)
+{
+    if (c->st == ST_QUIT) {
+        c->st = ST_CLOSED;
+        push_event(c, SMTP_CLIENT_EV_CLOSED);
+        return;
+    }
+    fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
+}
+
+/* ---- idle-time commands and queries ----------------------------------- */
+
+int smtp_client_noop(struct smtp_client *c)
+{
+    if (c->st != ST_READY)
+        return -1;
+    c->st = ST_NOOP;
+    return out_cmd(c, "NOOP", NULL, NULL, NULL);
+}
+
+int smtp_client_quit(struct smtp_client *c)
+{
+    if (c->st != ST_READY)
+        return -1;
+    c->st = ST_QUIT;
+    return out_cmd(c, "QUIT", NULL, NULL, NULL);
+}
+
+enum message_encoding smtp_client_body_encoding(const struct smtp_client *c)
+{
+    return (c->caps.ext & SMTP_EXT_CHUNKING) ? MESSAGE_ENC_BDAT : MESSAGE_ENC_DATA;
+}
+
+int smtp_client_is_ready(const struct smtp_client *c)
+{
+    return c->st == ST_READY;
+}
+
+int smtp_client_tls_active(const struct smtp_client *c)
+{
+    return c->tls;
+}
+
+const struct smtp_ehlo *smtp_client_caps(const struct smtp_client *c)
+{
+    return &c->caps;
+}
+
+void smtp_client_trim(struct smtp_client *c)
+{
+    smtp_reply_parser_trim(c->parser);
+    if (!c->nseg && c->ocap > OBUF_FLOOR) {
+        char *p = realloc(c->obuf, OBUF_FLOOR);
+        if (p) {
+            c->obuf = p;
+            c->ocap = OBUF_FLOOR;
+        }
+    }
+}

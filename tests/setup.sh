@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs what ringmail needs to build and test on Debian 12 (run as root).
+# Idempotent: apt-get skips what is already there.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+packages="build-essential cmake pkg-config clang libclang-rt-14-dev
+  libssl-dev openssl liburing-dev libhiredis-dev libyaml-dev"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "ringmail: installing:$missing"
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
