@@ -35,12 +35,12 @@ const char *message_strerror(int err);
 
 /* What the scan and the preparation learned about a message. */
 struct message_facts {
-    size_t size;       /* normalised length (CRLF line ends): the SIZE= value */
-    size_t wire_len;   /* bytes written to the output */
-    size_t lines;      /* number of lines */
-    size_t line_max;   /* longest line, CRLF excluded */
-    int eightbit;      /* any octet >= 0x80: needs BODY=8BITMIME */
-    size_t bad_line;   /* on MESSAGE_E_LINE_TOO_LONG / NUL: 1-based line number */
+    size_t size;     /* normalised length (CRLF line ends): the SIZE= value */
+    size_t wire_len; /* bytes written to the output */
+    size_t lines;    /* number of lines */
+    size_t line_max; /* longest line, CRLF excluded */
+    int eightbit;    /* any octet >= 0x80: needs BODY=8BITMIME */
+    size_t bad_line; /* on MESSAGE_E_LINE_TOO_LONG / NUL: 1-based line number */
 };
 
 /* Upper bound of the output of message_prepare() for an input of len bytes. */

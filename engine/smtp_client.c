@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EVQ_MAX 8
-#define SEG_MAX 8
+#define EVQ_MAX    8
+#define SEG_MAX    8
 #define OBUF_FLOOR 256
 /* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
 #define ADDR_MAX 254
@@ -79,8 +79,8 @@ struct smtp_client {
     /* The transaction in flight. */
     struct smtp_client_txn *txn;
     enum phase phase;
-    int lockstep;     /* no PIPELINING: one command per round trip */
-    int bdat;         /* CHUNKING: the body goes as one BDAT LAST chunk */
+    int lockstep; /* no PIPELINING: one command per round trip */
+    int bdat;     /* CHUNKING: the body goes as one BDAT LAST chunk */
     int mail_due, mail_ok;
     size_t rcpt_sent, rcpt_replied;
     int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
@@ -88,9 +88,10 @@ struct smtp_client {
 };
 
 static const char *const reason_names[SMTP_CLIENT_R_COUNT] = {
-    "none",        "protocol",         "greeting",  "ehlo",       "no-starttls",
-    "starttls-rejected", "injection",  "auth",      "server-closed", "connection",
-    "timeout",     "handshake",        "cert-verify", "protocol-version", "local",
+    "none",          "protocol",          "greeting",  "ehlo",
+    "no-starttls",   "starttls-rejected", "injection", "auth",
+    "server-closed", "connection",        "timeout",   "handshake",
+    "cert-verify",   "protocol-version",  "local",
 };
 
 const char *smtp_client_reason_name(enum smtp_client_reason r)
@@ -117,8 +118,8 @@ const char *smtp_client_outcome_name(enum smtp_client_outcome o)
 
 const char *smtp_client_event_name(enum smtp_client_event_type t)
 {
-    static const char *const names[] = {"none", "need-tls", "ready", "txn-done", "failed",
-                                        "closed"};
+    static const char *const names[] = {"none",     "need-tls", "ready",
+                                        "txn-done", "failed",   "closed"};
     if ((unsigned)t < sizeof(names) / sizeof(names[0]))
         return names[t];
     return "unknown";
@@ -354,8 +355,8 @@ static const char *check_b64(const char *s)
 {
     if (!s)
         return NULL;
-    if (!*s || strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
-                   strlen(s))
+    if (!*s ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != strlen(s))
         return "AUTH credentials are not base64";
     return NULL;
 }
@@ -409,8 +410,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg, const 
     e = check_ehlo_name(cfg->ehlo_name);
     if (!e && cfg->tls_mode != SMTP_CLIENT_STARTTLS && cfg->tls_mode != SMTP_CLIENT_IMPLICIT_TLS)
         e = "TLS mode must be starttls or implicit";
-    if (!e && (!cfg->auth_plain_b64 != !cfg->auth_user_b64 ||
-               !cfg->auth_user_b64 != !cfg->auth_pass_b64))
+    if (!e &&
+        (!cfg->auth_plain_b64 != !cfg->auth_user_b64 || !cfg->auth_user_b64 != !cfg->auth_pass_b64))
         e = "AUTH credentials are incomplete";
     if (!e)
         e = check_b64(cfg->auth_plain_b64);
@@ -495,8 +496,7 @@ static void on_greeting(struct smtp_client *c, const struct smtp_reply *r)
 
 static void start_auth(struct smtp_client *c)
 {
-    if (!(c->caps.ext & SMTP_EXT_AUTH) ||
-        !(c->caps.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+    if (!(c->caps.ext & SMTP_EXT_AUTH) || !(c->caps.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
         fail(c, SMTP_CLIENT_R_AUTH, NULL,
              c->auth_before_tls && !(c->caps.ext & SMTP_EXT_AUTH)
                  ? "AUTH offered only before TLS; credentials withheld"
@@ -881,8 +881,9 @@ long smtp_client_feed(struct smtp_client *c, const void *buf, size_t len)
         if (c->st == ST_TLS_WAIT) {
             /* Plaintext after the STARTTLS 220 (or before an implicit
              * handshake) would be read as if it came over TLS. */
-            fail(c, c->tls_mode == SMTP_CLIENT_STARTTLS ? SMTP_CLIENT_R_INJECTION
-                                                        : SMTP_CLIENT_R_PROTOCOL,
+            fail(c,
+                 c->tls_mode == SMTP_CLIENT_STARTTLS ? SMTP_CLIENT_R_INJECTION
+                                                     : SMTP_CLIENT_R_PROTOCOL,
                  NULL,
                  c->tls_mode == SMTP_CLIENT_STARTTLS
                      ? "bytes received after the STARTTLS 220 reply (response injection)"

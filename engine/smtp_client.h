@@ -24,20 +24,20 @@
 /* Why a connection (or a transaction on it) did not succeed. */
 enum smtp_client_reason {
     SMTP_CLIENT_R_NONE = 0,
-    SMTP_CLIENT_R_PROTOCOL = 1,         /* malformed or unexpected reply */
-    SMTP_CLIENT_R_GREETING = 2,         /* greeting other than 220 */
-    SMTP_CLIENT_R_EHLO = 3,             /* EHLO refused */
-    SMTP_CLIENT_R_NO_STARTTLS = 4,      /* STARTTLS not advertised */
+    SMTP_CLIENT_R_PROTOCOL = 1,          /* malformed or unexpected reply */
+    SMTP_CLIENT_R_GREETING = 2,          /* greeting other than 220 */
+    SMTP_CLIENT_R_EHLO = 3,              /* EHLO refused */
+    SMTP_CLIENT_R_NO_STARTTLS = 4,       /* STARTTLS not advertised */
     SMTP_CLIENT_R_STARTTLS_REJECTED = 5, /* STARTTLS answered with other than 220 */
-    SMTP_CLIENT_R_INJECTION = 6,        /* bytes after the STARTTLS 220 */
-    SMTP_CLIENT_R_AUTH = 7,             /* AUTH failed, or not offered over TLS */
-    SMTP_CLIENT_R_SERVER_CLOSED = 8,    /* 421 from the server */
-    SMTP_CLIENT_R_CONNECTION = 9,       /* reported by the caller: EOF, reset, I/O error */
-    SMTP_CLIENT_R_TIMEOUT = 10,         /* reported by the caller */
-    SMTP_CLIENT_R_HANDSHAKE = 11,       /* reported by the caller: TLS handshake failed */
-    SMTP_CLIENT_R_CERT_VERIFY = 12,     /* reported by the caller: certificate refused */
+    SMTP_CLIENT_R_INJECTION = 6,         /* bytes after the STARTTLS 220 */
+    SMTP_CLIENT_R_AUTH = 7,              /* AUTH failed, or not offered over TLS */
+    SMTP_CLIENT_R_SERVER_CLOSED = 8,     /* 421 from the server */
+    SMTP_CLIENT_R_CONNECTION = 9,        /* reported by the caller: EOF, reset, I/O error */
+    SMTP_CLIENT_R_TIMEOUT = 10,          /* reported by the caller */
+    SMTP_CLIENT_R_HANDSHAKE = 11,        /* reported by the caller: TLS handshake failed */
+    SMTP_CLIENT_R_CERT_VERIFY = 12,      /* reported by the caller: certificate refused */
     SMTP_CLIENT_R_PROTOCOL_VERSION = 13, /* reported by the caller: no acceptable TLS version */
-    SMTP_CLIENT_R_LOCAL = 14,           /* reported by the caller: local resource trouble */
+    SMTP_CLIENT_R_LOCAL = 14,            /* reported by the caller: local resource trouble */
 };
 #define SMTP_CLIENT_R_COUNT 15
 
@@ -128,9 +128,9 @@ const char *smtp_client_event_name(enum smtp_client_event_type t);
 
 struct smtp_client_event {
     enum smtp_client_event_type type;
-    enum smtp_client_reason reason;     /* FAILED */
-    struct smtp_client_txn *txn;        /* TXN_DONE, FAILED */
-    int code;                           /* the reply behind a FAILED, or 0 */
+    enum smtp_client_reason reason; /* FAILED */
+    struct smtp_client_txn *txn;    /* TXN_DONE, FAILED */
+    int code;                       /* the reply behind a FAILED, or 0 */
     char enhanced[SMTP_REPLY_ENHANCED_MAX];
     char text[SMTP_CLIENT_REPLY_TEXT_MAX]; /* its text, or a description */
 };

@@ -19,6 +19,7 @@
 #include "smtp_reply.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,7 +93,9 @@ struct smtp_reply_parser *smtp_reply_parser_new(const struct smtp_reply_limits *
     p->size_max = size_max;
     /* The text never outgrows the normalised reply size (each line gives at
      * most content - 4 octets plus one '\n'), so size_max + NUL bounds it. */
-    p->cap_max = size_max < BUF_FLOOR ? BUF_FLOOR : size_max + 1;
+    p->cap_max = size_max < BUF_FLOOR ? BUF_FLOOR : size_max;
+    if (p->cap_max < SIZE_MAX)
+        p->cap_max++;
     p->buf = malloc(BUF_FLOOR);
     if (!p->buf) {
         free(p);
@@ -300,45 +303,43 @@ long smtp_reply_parser_feed(struct smtp_reply_parser *p, const void *buf, size_t
         return 0;
     end = s + len;
     while (s < end) {
-        enum smtp_reply_err which;
-        size_t avail = (size_t)(end - s), scan, n, cn;
-        const char *lf, *cr, *seg_end;
-        int ends_cr;
-
         if (p->cr_pending) {
             if (*s != '\n')
                 return fail(p, SMTP_REPLY_E_SYNTAX);
             p->cr_pending = 0;
             s++;
-            goto line_end;
+        } else {
+            enum smtp_reply_err which;
+            size_t avail = (size_t)(end - s), scan, n, cn;
+            const char *lf, *cr, *seg_end;
+            int ends_cr;
+
+            /* A valid line has at most room content octets, a CR and a LF:
+             * no need to look further for its end, however long the input. */
+            scan = content_room(p, &which);
+            scan = scan < avail && avail - scan > 2 ? scan + 2 : avail;
+            lf = memchr(s, '\n', scan);
+            seg_end = lf ? lf : s + scan;
+            n = (size_t)(seg_end - s);
+            ends_cr = n > 0 && seg_end[-1] == '\r';
+            cn = n - (size_t)ends_cr;
+            cr = memchr(s, '\r', cn);
+            if (cr) {
+                /* A non-LF octet follows it in the input: a lone CR. */
+                r = absorb(p, s, (size_t)(cr - s));
+                return r < 0 ? r : fail(p, SMTP_REPLY_E_SYNTAX);
+            }
+            r = absorb(p, s, cn);
+            if (r < 0)
+                return r;
+            if (!lf) {
+                /* Input ends inside the line, maybe between its CR and LF. */
+                p->cr_pending = (unsigned char)ends_cr;
+                s = seg_end;
+                continue;
+            }
+            s = lf + 1;
         }
-        /* A valid line has at most room content octets, a CR and a LF: no
-         * need to look further for its end, however much input there is. */
-        scan = content_room(p, &which);
-        scan = scan < avail && avail - scan > 2 ? scan + 2 : avail;
-        lf = memchr(s, '\n', scan);
-        seg_end = lf ? lf : s + scan;
-        n = (size_t)(seg_end - s);
-        ends_cr = n > 0 && seg_end[-1] == '\r';
-        cn = n - (size_t)ends_cr;
-        cr = memchr(s, '\r', cn);
-        if (cr) {
-            /* A non-LF octet follows it in the input: a lone CR. */
-            r = absorb(p, s, (size_t)(cr - s));
-            return r < 0 ? r : fail(p, SMTP_REPLY_E_SYNTAX);
-        }
-        r = absorb(p, s, cn);
-        if (r < 0)
-            return r;
-        s = seg_end;
-        if (!lf) {
-            p->cr_pending = (unsigned char)ends_cr;
-            if (ends_cr)
-                s++;
-            continue;
-        }
-        s++;
-    line_end:
         r = end_line(p);
         if (r < 0)
             return r;
@@ -377,14 +378,10 @@ static const struct {
     const char *kw;
     unsigned bit;
 } ext_words[] = {
-    {"PIPELINING", SMTP_EXT_PIPELINING},
-    {"STARTTLS", SMTP_EXT_STARTTLS},
-    {"CHUNKING", SMTP_EXT_CHUNKING},
-    {"8BITMIME", SMTP_EXT_8BITMIME},
-    {"SMTPUTF8", SMTP_EXT_SMTPUTF8},
-    {"ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES},
-    {"REQUIRETLS", SMTP_EXT_REQUIRETLS},
-    {"DSN", SMTP_EXT_DSN},
+    {"PIPELINING", SMTP_EXT_PIPELINING}, {"STARTTLS", SMTP_EXT_STARTTLS},
+    {"CHUNKING", SMTP_EXT_CHUNKING},     {"8BITMIME", SMTP_EXT_8BITMIME},
+    {"SMTPUTF8", SMTP_EXT_SMTPUTF8},     {"ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES},
+    {"REQUIRETLS", SMTP_EXT_REQUIRETLS}, {"DSN", SMTP_EXT_DSN},
     {"BINARYMIME", SMTP_EXT_BINARYMIME},
 };
 

@@ -24,8 +24,8 @@
 /* Errors returned (negated) by smtp_reply_parser_feed(). */
 enum smtp_reply_err {
     SMTP_REPLY_OK = 0,
-    SMTP_REPLY_E_SYNTAX = 1,        /* line does not start with a 3-digit code and ' ', '-' or EOL */
-    SMTP_REPLY_E_CODE = 2,          /* code outside [2-5][0-5][0-9] */
+    SMTP_REPLY_E_SYNTAX = 1, /* line does not start with a 3-digit code and ' ', '-' or EOL */
+    SMTP_REPLY_E_CODE = 2,   /* code outside [2-5][0-5][0-9] */
     SMTP_REPLY_E_CODE_MISMATCH = 3, /* a continuation line carries another code */
     SMTP_REPLY_E_LINE_TOO_LONG = 4, /* a line exceeds the line limit */
     SMTP_REPLY_E_TOO_LARGE = 5,     /* the whole reply exceeds the size limit */

@@ -16,7 +16,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_SEEDS 256
+#define MAX_SEEDS        256
 #define DRIVER_MAX_INPUT 8192
 
 static uint8_t *seeds[MAX_SEEDS];

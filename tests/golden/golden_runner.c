@@ -30,8 +30,8 @@
 #include "smtp_client.h"
 
 #define MAX_LINES 4096
-#define MAX_TXN 16
-#define MAX_RCPT 16
+#define MAX_TXN   16
+#define MAX_RCPT  16
 
 struct txn_spec {
     char *from;

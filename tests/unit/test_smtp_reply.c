@@ -72,8 +72,7 @@ static const struct rcase rcases[] = {
     /* Enhanced status codes: first line only, class of the reply, then SP or end. */
     {"enh", S("550 5.7.1 denied\r\n"), 0, 0, ALL, 550, "5.7.1", 1, "5.7.1 denied"},
     {"enh end of line", S("550 5.7.1\r\n"), 0, 0, ALL, 550, "5.7.1", 1, "5.7.1"},
-    {"enh widest", S("451 4.123.456 later\r\n"), 0, 0, ALL, 451, "4.123.456", 1,
-     "4.123.456 later"},
+    {"enh widest", S("451 4.123.456 later\r\n"), 0, 0, ALL, 451, "4.123.456", 1, "4.123.456 later"},
     {"enh class mismatch", S("550 4.7.1 x\r\n"), 0, 0, ALL, 550, "", 1, "4.7.1 x"},
     {"enh short", S("550 5.7 x\r\n"), 0, 0, ALL, 550, "", 1, "5.7 x"},
     {"enh long subject", S("550 5.1234.1 x\r\n"), 0, 0, ALL, 550, "", 1, "5.1234.1 x"},
@@ -92,6 +91,9 @@ static const struct rcase rcases[] = {
     {"line over limit LF", S("250 01234567890\n"), 16, 0, E(LINE_TOO_LONG), 0, NULL, 0, NULL},
     {"error before limit", S("250 0123\r456789012345\r\n"), 16, 0, E(SYNTAX), 0, NULL, 0, NULL},
     {"limit before error", S("250 0123456789012\r\n"), 16, 0, E(LINE_TOO_LONG), 0, NULL, 0, NULL},
+    {"CR at the limit", S("250 0123456789\r\n"), 16, 0, ALL, 250, "", 1, "0123456789"},
+    {"tie goes to line", S("250 01234567890\r\n"), 16, 16, E(LINE_TOO_LONG), 0, NULL, 0, NULL},
+    {"size before line", S("250 0123456789\r\n"), 16, 15, E(TOO_LARGE), 0, NULL, 0, NULL},
     {"reply at limit", S("250-aaaa\r\n250 bbbb\r\n"), 0, 20, ALL, 250, "", 2, "aaaa\nbbbb"},
     {"reply over limit", S("250-aaaa\r\n250 bbbbb\r\n"), 0, 20, E(TOO_LARGE), 0, NULL, 0, NULL},
     {"two replies", S("250 a\r\n251 b\r\n"), 0, 0, 7, 250, "", 1, "a"},
@@ -448,8 +450,7 @@ static const struct ecase ecases[] = {
     {"size 0", S("250-mx\r\n250 SIZE 0\r\n"), X(SIZE), 0, 0, "", 0},
     {"size junk", S("250-mx\r\n250 SIZE 12x\r\n"), X(SIZE), 0, 0, "", 0},
     {"size neg", S("250-mx\r\n250 SIZE -1\r\n"), X(SIZE), 0, 0, "", 0},
-    {"size max", S("250-mx\r\n250 size 18446744073709551615\r\n"), X(SIZE), 0, UINT64_MAX, "",
-     0},
+    {"size max", S("250-mx\r\n250 size 18446744073709551615\r\n"), X(SIZE), 0, UINT64_MAX, "", 0},
     {"size overflow", S("250-mx\r\n250 SIZE 18446744073709551616\r\n"), X(SIZE), 0, 0, "", 0},
     {"size spaces", S("250-mx\r\n250 SIZE   1000  \r\n"), X(SIZE), 0, 1000, "", 0},
     {"case", S("250-mx\r\n250-starttls\r\n250-Pipelining\r\n250 8bitmime\r\n"),
@@ -457,8 +458,8 @@ static const struct ecase ecases[] = {
     {"first line skipped", S("250-STARTTLS\r\n250 REQUIRETLS\r\n"), X(REQUIRETLS), 0, 0, "", 0},
     {"one line", S("250 mx.example.com\r\n"), 0, 0, 0, "", 0},
     {"empty lines", S("250-mx\r\n250-\r\n250 DSN\r\n"), X(DSN), 0, 0, "", 0},
-    {"prefix is not a match", S("250-mx\r\n250-STARTTLSX\r\n250 DS\r\n"), 0, 0, 0,
-     "STARTTLSX\nDS", 2},
+    {"prefix is not a match", S("250-mx\r\n250-STARTTLSX\r\n250 DS\r\n"), 0, 0, 0, "STARTTLSX\nDS",
+     2},
 };
 
 static void check_ehlo(const struct ecase *c, const struct smtp_ehlo *e)
@@ -523,8 +524,8 @@ static void test_ehlo_truncated(void)
 
     len = (size_t)snprintf(text, sizeof(text), "mx.example.com");
     for (i = 0; i < 40; i++)
-        len += (size_t)snprintf(text + len, sizeof(text) - len, "\nX-EXTENSION-%02zu with params",
-                                i);
+        len +=
+            (size_t)snprintf(text + len, sizeof(text) - len, "\nX-EXTENSION-%02zu with params", i);
     len += (size_t)snprintf(text + len, sizeof(text) - len, "\nSTARTTLS\nX-SHORT");
     smtp_ehlo_parse_text(text, len, &e);
     /* 26 octets and a '\n' a line: 18 lines and the NUL take 486 octets, 19 take 513. */
