@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "commands.h"
 #include "version.h"
 
 struct command {
@@ -20,6 +21,7 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"help", "show this help", cmd_help},
+    {"send", "send a message file to a relay under the TLS policy", cmd_send},
     {"version", "print the version", cmd_version},
 };
 

@@ -1,0 +1,716 @@
+/*
+ * conn: one SMTP connection driven by the io_uring loop.
+ *
+ * Phases: CONNECTING -> PLAIN (greeting, EHLO, STARTTLS; single-shot
+ * receives into a small buffer) -> HANDSHAKE (OpenSSL writes to the socket
+ * itself; ciphertext arrives through a multishot receive into the loop's
+ * shared buffers) -> TLS (commands and bodies go out as plaintext on the fd
+ * when the kernel encrypts, or through tls_conn_encrypt() otherwise) ->
+ * CLOSING -> DEAD. One send is in flight at a time, so output stays in
+ * order without a queue of our own: the protocol core and the TLS module
+ * already hold what waits.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PLAIN_BUF  1024
+#define READ_CHUNK 16384
+#define OUT_PIECES 16
+
+enum conn_phase {
+    CP_CONNECTING = 1,
+    CP_PLAIN = 2,
+    CP_HANDSHAKE = 3,
+    CP_TLS = 4,
+    CP_CLOSING = 5,
+    CP_DEAD = 6,
+};
+
+enum conn_tag {
+    TAG_CONNECT = 1,
+    TAG_RECV = 2,
+    TAG_RECV_MULTI = 3,
+    TAG_SEND = 4,
+    TAG_POLL = 5,
+};
+
+struct conn {
+    struct loop *loop;
+    loop_slot slot;
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct smtp_client *smtp;
+    struct tls_ctx *tls_ctx;
+    struct tls_conn *tls;
+    int implicit;
+    struct conn_callbacks cb;
+    void *user;
+    struct conn_timeouts to;
+    unsigned keepalive_ms;
+    enum conn_phase phase;
+    struct loop_timer timer;
+    char *pbuf;
+    int recv_pending, multi_armed, poll_pending, send_pending;
+    size_t send_plain; /* plaintext bytes in the send in flight (PLAIN / kTLS) */
+    int send_cipher;   /* the send in flight carries pending ciphertext */
+    int got_reply;
+    int quit_requested;
+    int closed_reported;
+    struct smtp_client_txn *txn;
+    struct conn_stats st;
+};
+
+void conn_timeouts_default(struct conn_timeouts *t)
+{
+    if (!t->connect_ms)
+        t->connect_ms = 30000;
+    if (!t->greeting_ms)
+        t->greeting_ms = 300000;
+    if (!t->command_ms)
+        t->command_ms = 300000;
+    if (!t->tls_ms)
+        t->tls_ms = 60000;
+    if (!t->data_block_ms)
+        t->data_block_ms = 180000;
+    if (!t->data_done_ms)
+        t->data_done_ms = 600000;
+    if (!t->quit_ms)
+        t->quit_ms = 10000;
+}
+
+static void process_events(struct conn *c);
+static void pump(struct conn *c);
+static void arm_timer(struct conn *c);
+static void finish_close(struct conn *c);
+
+static void errf(char *err, size_t errlen, const char *what, int e)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s: %s", what, strerror(e));
+}
+
+/* ---- receiving -------------------------------------------------------- */
+
+static void arm_plain_recv(struct conn *c)
+{
+    if (c->recv_pending || c->phase != CP_PLAIN)
+        return;
+    if (loop_recv(c->loop, c->slot, TAG_RECV, c->fd, c->pbuf, PLAIN_BUF, 0) == 0)
+        c->recv_pending = 1;
+    else
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a receive");
+}
+
+static void arm_multi_recv(struct conn *c)
+{
+    if (c->multi_armed)
+        return;
+    if (loop_recv_multi(c->loop, c->slot, TAG_RECV_MULTI, c->fd) == 0)
+        c->multi_armed = 1;
+    else
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a receive");
+}
+
+/* Hand plaintext replies to the protocol core, acting on its events when
+ * its queue fills up. */
+static void feed_client(struct conn *c, const char *p, size_t len)
+{
+    c->got_reply = 1;
+    while (len) {
+        long n = smtp_client_feed(c->smtp, p, len);
+        process_events(c);
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void drain_tls(struct conn *c)
+{
+    char buf[READ_CHUNK];
+    for (;;) {
+        size_t got = 0;
+        enum tls_status s;
+        const char *detail = NULL;
+        if (c->phase != CP_TLS)
+            return;
+        s = tls_conn_read(c->tls, buf, sizeof(buf), &got);
+        switch (s) {
+        case TLS_OK:
+            feed_client(c, buf, got);
+            continue;
+        case TLS_WANT_READ:
+        case TLS_WANT_WRITE:
+            return;
+        case TLS_CLOSED:
+            smtp_client_eof(c->smtp);
+            return;
+        case TLS_ERROR:
+            tls_conn_error(c->tls, &detail);
+            smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, detail);
+            return;
+        }
+    }
+}
+
+/* ---- TLS ------------------------------------------------------------- */
+
+static enum smtp_client_reason reason_of(enum tls_err e)
+{
+    switch (tls_err_class(e)) {
+    case TLS_ERR_CERT_VERIFY:
+        return SMTP_CLIENT_R_CERT_VERIFY;
+    case TLS_ERR_PROTOCOL_VERSION:
+        return SMTP_CLIENT_R_PROTOCOL_VERSION;
+    case TLS_ERR_LOCAL:
+        return SMTP_CLIENT_R_LOCAL;
+    default:
+        return SMTP_CLIENT_R_HANDSHAKE;
+    }
+}
+
+static void handshake_step(struct conn *c)
+{
+    const char *detail = NULL;
+    enum tls_err e;
+
+    switch (tls_conn_handshake(c->tls)) {
+    case TLS_OK:
+        c->phase = CP_TLS;
+        smtp_client_tls_done(c->smtp, 1, SMTP_CLIENT_R_NONE, NULL);
+        process_events(c);
+        drain_tls(c); /* a reply may have come with the last flight */
+        return;
+    case TLS_WANT_READ:
+        arm_multi_recv(c);
+        return;
+    case TLS_WANT_WRITE:
+        if (!c->poll_pending && loop_poll(c->loop, c->slot, TAG_POLL, c->fd, POLLOUT) == 0)
+            c->poll_pending = 1;
+        return;
+    default:
+        e = tls_conn_error(c->tls, &detail);
+        smtp_client_tls_done(c->smtp, 0, reason_of(e), detail);
+        return;
+    }
+}
+
+static void start_tls(struct conn *c)
+{
+    char err[TLS_ERRBUF_MAX];
+    char b;
+
+    /* Nothing may arrive before our ClientHello: a byte already waiting in
+     * the socket was sent after the 220 (response injection). No receive is
+     * in flight now, so nothing can have been taken out of the socket. */
+    if (!c->implicit) {
+        ssize_t k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (k > 0) {
+            smtp_client_abort(c->smtp, SMTP_CLIENT_R_INJECTION,
+                              "bytes received after the STARTTLS 220 reply (response injection)");
+            return;
+        }
+        if (k == 0) {
+            smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, "connection closed by the server");
+            return;
+        }
+    }
+    free(c->pbuf);
+    c->pbuf = NULL;
+    c->tls = tls_conn_new(c->tls_ctx, c->fd, err, sizeof(err));
+    if (!c->tls) {
+        smtp_client_tls_done(c->smtp, 0, SMTP_CLIENT_R_LOCAL, err);
+        return;
+    }
+    c->phase = CP_HANDSHAKE;
+    handshake_step(c);
+}
+
+/* ---- events from the protocol core ---------------------------------- */
+
+static void begin_close(struct conn *c, enum smtp_client_reason reason, const char *detail,
+                        struct smtp_client_txn *txn)
+{
+    int was_tls = c->phase == CP_TLS;
+    if (c->closed_reported)
+        return;
+    c->closed_reported = 1;
+    c->phase = CP_CLOSING;
+    c->txn = NULL;
+    if (c->cb.closed)
+        c->cb.closed(c, reason, detail, txn, c->user);
+    /* A clean end over TLS says close_notify; after a TLS or transport
+     * failure there is nobody to say it to. */
+    if (was_tls && (reason == SMTP_CLIENT_R_NONE || reason == SMTP_CLIENT_R_AUTH ||
+                    reason == SMTP_CLIENT_R_SERVER_CLOSED || reason == SMTP_CLIENT_R_PROTOCOL)) {
+        struct smtp_client_out out[OUT_PIECES];
+        struct iovec iov[OUT_PIECES];
+        size_t n = smtp_client_output(c->smtp, out, OUT_PIECES), i, total = 0;
+        if (!tls_conn_ktls_tx(c->tls)) {
+            for (i = 0; i < n; i++) {
+                iov[i].iov_base = (void *)out[i].base;
+                iov[i].iov_len = out[i].len;
+                total += out[i].len;
+            }
+            if (n && tls_conn_encrypt(c->tls, iov, n) == 0)
+                smtp_client_sent(c->smtp, total);
+        }
+        if (!c->send_pending)
+            tls_conn_shutdown(c->tls);
+    }
+    if (c->send_pending || smtp_client_output_len(c->smtp) ||
+        (c->tls && !tls_conn_ktls_tx(c->tls) && tls_conn_pending_len(c->tls))) {
+        loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
+        pump(c);
+        return;
+    }
+    finish_close(c);
+}
+
+static void process_events(struct conn *c)
+{
+    struct smtp_client_event ev;
+    while (c->phase != CP_DEAD && smtp_client_next_event(c->smtp, &ev)) {
+        switch (ev.type) {
+        case SMTP_CLIENT_EV_NEED_TLS:
+            start_tls(c);
+            break;
+        case SMTP_CLIENT_EV_READY:
+            c->txn = NULL;
+            if (c->quit_requested) {
+                smtp_client_quit(c->smtp);
+            } else if (c->cb.ready && !c->closed_reported) {
+                c->cb.ready(c, c->user);
+            }
+            break;
+        case SMTP_CLIENT_EV_TXN_DONE:
+            c->txn = NULL;
+            if (ev.txn->delivered)
+                c->st.messages++;
+            if (c->cb.txn_done && !c->closed_reported)
+                c->cb.txn_done(c, ev.txn, c->user);
+            break;
+        case SMTP_CLIENT_EV_FAILED:
+            begin_close(c, ev.reason, ev.text, ev.txn);
+            break;
+        case SMTP_CLIENT_EV_CLOSED:
+            begin_close(c, SMTP_CLIENT_R_NONE, "closed after QUIT", NULL);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static void send_iov(struct conn *c, struct iovec *iov, size_t n)
+{
+    int rc = loop_sendv(c->loop, c->slot, TAG_SEND, c->fd, iov, (unsigned)n, MSG_NOSIGNAL);
+    if (rc < 0) {
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a send");
+        return;
+    }
+    c->send_pending = 1;
+    c->st.sends++;
+}
+
+static void pump(struct conn *c)
+{
+    struct smtp_client_out out[OUT_PIECES];
+    struct iovec iov[OUT_PIECES];
+    size_t n, i, total = 0;
+    int ciphered;
+
+    if (c->send_pending || c->phase == CP_CONNECTING || c->phase == CP_DEAD ||
+        c->phase == CP_HANDSHAKE)
+        return;
+    ciphered = c->tls && tls_conn_facts(c->tls) && !tls_conn_ktls_tx(c->tls);
+    n = smtp_client_output(c->smtp, out, OUT_PIECES);
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = (void *)out[i].base;
+        iov[i].iov_len = out[i].len;
+        total += out[i].len;
+    }
+    if (!ciphered) {
+        if (!n)
+            return;
+        c->send_plain = total;
+        c->send_cipher = 0;
+        send_iov(c, iov, n);
+        return;
+    }
+    if (n) {
+        if (tls_conn_encrypt(c->tls, iov, n) != 0) {
+            const char *detail = NULL;
+            tls_conn_error(c->tls, &detail);
+            smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, detail);
+            process_events(c);
+            return;
+        }
+        smtp_client_sent(c->smtp, total);
+    }
+    n = tls_conn_pending_iov(c->tls, 0, iov, OUT_PIECES);
+    if (!n)
+        return;
+    c->send_plain = 0;
+    c->send_cipher = 1;
+    send_iov(c, iov, n);
+}
+
+static void on_sent(struct conn *c, int res)
+{
+    c->send_pending = 0;
+    if (res < 0) {
+        char d[96];
+        snprintf(d, sizeof(d), "send: %s", strerror(-res));
+        if (c->phase == CP_CLOSING) {
+            finish_close(c);
+            return;
+        }
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, d);
+        process_events(c);
+        return;
+    }
+    c->st.bytes_sent += (uint64_t)res;
+    if (c->send_cipher)
+        tls_conn_consume_out(c->tls, (size_t)res);
+    else
+        smtp_client_sent(c->smtp, (size_t)res);
+    if (c->phase == CP_CLOSING) {
+        if (smtp_client_output_len(c->smtp) ||
+            (c->tls && !tls_conn_ktls_tx(c->tls) && tls_conn_pending_len(c->tls)))
+            pump(c);
+        else
+            finish_close(c);
+    }
+}
+
+/* ---- completions ------------------------------------------------------- */
+
+static void on_connected(struct conn *c, int res)
+{
+    if (res < 0) {
+        char d[96];
+        snprintf(d, sizeof(d), "connect: %s", strerror(-res));
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, d);
+        return;
+    }
+    c->phase = CP_PLAIN;
+    if (!c->implicit)
+        arm_plain_recv(c);
+}
+
+static void on_plain(struct conn *c, int res)
+{
+    c->recv_pending = 0;
+    if (res == 0) {
+        smtp_client_eof(c->smtp);
+        return;
+    }
+    if (res < 0) {
+        char d[96];
+        if (res == -ECANCELED)
+            return;
+        snprintf(d, sizeof(d), "recv: %s", strerror(-res));
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, d);
+        return;
+    }
+    feed_client(c, c->pbuf, (size_t)res);
+    arm_plain_recv(c);
+}
+
+static void on_cipher(struct conn *c, const struct loop_cqe *q)
+{
+    if (!(q->flags & LOOP_CQE_F_MORE))
+        c->multi_armed = 0;
+    if (q->flags & LOOP_CQE_F_BUFFER) {
+        if (q->res > 0 && c->tls && (c->phase == CP_HANDSHAKE || c->phase == CP_TLS))
+            tls_conn_feed(c->tls, q->buf, (size_t)q->res);
+        loop_buf_release(c->loop, q->bid);
+    }
+    if (c->phase != CP_HANDSHAKE && c->phase != CP_TLS)
+        return;
+    if (q->res == 0 || (q->res < 0 && q->res != -ECANCELED)) {
+        if (q->res == 0)
+            tls_conn_feed_eof(c->tls);
+        if (c->phase == CP_HANDSHAKE) {
+            handshake_step(c);
+        } else {
+            drain_tls(c);
+            if (q->res == 0)
+                smtp_client_eof(c->smtp);
+            else
+                smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, strerror(-q->res));
+        }
+        return;
+    }
+    if (c->phase == CP_HANDSHAKE)
+        handshake_step(c);
+    else
+        drain_tls(c);
+    if (!c->multi_armed && (c->phase == CP_HANDSHAKE || c->phase == CP_TLS))
+        arm_multi_recv(c);
+}
+
+static void handler(void *ctx, const struct loop_cqe *q)
+{
+    struct conn *c = ctx;
+    if (c->phase == CP_DEAD)
+        return;
+    switch ((enum conn_tag)q->tag) {
+    case TAG_CONNECT:
+        on_connected(c, q->res);
+        break;
+    case TAG_RECV:
+        on_plain(c, q->res);
+        break;
+    case TAG_RECV_MULTI:
+        on_cipher(c, q);
+        break;
+    case TAG_SEND:
+        on_sent(c, q->res);
+        break;
+    case TAG_POLL:
+        c->poll_pending = 0;
+        if (c->phase == CP_HANDSHAKE)
+            handshake_step(c);
+        break;
+    }
+    process_events(c);
+    pump(c);
+    arm_timer(c);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void on_timer(void *ctx)
+{
+    struct conn *c = ctx;
+    const char *what;
+
+    switch (c->phase) {
+    case CP_DEAD:
+        return;
+    case CP_CLOSING:
+        finish_close(c);
+        return;
+    case CP_CONNECTING:
+        what = "timeout connecting";
+        break;
+    case CP_HANDSHAKE:
+        what = "timeout in the TLS handshake";
+        break;
+    default:
+        if (smtp_client_is_ready(c->smtp) && !c->txn && c->keepalive_ms) {
+            smtp_client_noop(c->smtp);
+            pump(c);
+            arm_timer(c);
+            return;
+        }
+        if (!c->got_reply)
+            what = "timeout waiting for the greeting";
+        else if (c->txn && c->txn->body_sent)
+            what = "timeout waiting for the reply to the end of data";
+        else if (c->txn && c->txn->body_started)
+            what = "timeout sending the message";
+        else
+            what = "timeout waiting for a reply";
+    }
+    smtp_client_abort(c->smtp, SMTP_CLIENT_R_TIMEOUT, what);
+    process_events(c);
+}
+
+static void arm_timer(struct conn *c)
+{
+    unsigned ms;
+    switch (c->phase) {
+    case CP_DEAD:
+    case CP_CLOSING:
+        return; /* the close deadline stays as armed */
+    case CP_CONNECTING:
+        ms = c->to.connect_ms;
+        break;
+    case CP_HANDSHAKE:
+        ms = c->to.tls_ms;
+        break;
+    default:
+        if (!c->got_reply && !c->implicit)
+            ms = c->to.greeting_ms;
+        else if (smtp_client_is_ready(c->smtp) && !c->txn)
+            ms = c->keepalive_ms;
+        else if (c->txn && c->txn->body_sent)
+            ms = c->to.data_done_ms;
+        else if (c->txn && c->txn->body_started)
+            ms = c->to.data_block_ms;
+        else
+            ms = c->to.command_ms;
+    }
+    if (ms)
+        loop_timer_arm(c->loop, &c->timer, ms);
+    else
+        loop_timer_disarm(c->loop, &c->timer);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static void on_released(void *ctx)
+{
+    struct conn *c = ctx;
+    if (c->tls)
+        tls_conn_free(c->tls);
+    if (c->fd >= 0)
+        close(c->fd);
+    smtp_client_free(c->smtp);
+    free(c->pbuf);
+    free(c);
+}
+
+static void finish_close(struct conn *c)
+{
+    if (c->phase == CP_DEAD)
+        return;
+    c->phase = CP_DEAD;
+    loop_timer_disarm(c->loop, &c->timer);
+    loop_slot_close(c->loop, c->slot, on_released);
+}
+
+struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
+                      const struct conn_callbacks *cb, void *user, char *err, size_t errlen)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    const char *e = NULL;
+    int one = 1, rc;
+
+    if (!c) {
+        errf(err, errlen, "conn", ENOMEM);
+        return NULL;
+    }
+    c->fd = -1;
+    c->loop = loop;
+    c->cb = *cb;
+    c->user = user;
+    c->tls_ctx = cfg->tls;
+    c->to = cfg->timeouts;
+    conn_timeouts_default(&c->to);
+    c->keepalive_ms = cfg->keepalive_ms;
+    c->implicit = cfg->smtp.tls_mode == SMTP_CLIENT_IMPLICIT_TLS;
+    c->st.opened_ms = loop_now_ms(loop);
+    memcpy(&c->addr, cfg->addr, cfg->addrlen);
+    c->addrlen = cfg->addrlen;
+    loop_timer_init(&c->timer, on_timer, c);
+    c->smtp = smtp_client_new(&cfg->smtp, &e);
+    if (!c->smtp) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", e);
+        goto fail;
+    }
+    c->pbuf = malloc(PLAIN_BUF);
+    if (!c->pbuf) {
+        errf(err, errlen, "conn", ENOMEM);
+        goto fail;
+    }
+    c->fd = socket(cfg->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        errf(err, errlen, "socket", errno);
+        goto fail;
+    }
+    /* Pipelined commands are small writes that must not wait for acks. */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->slot = loop_slot_open(loop, handler, c);
+    if (c->slot < 0) {
+        errf(err, errlen, "loop slot", (int)-c->slot);
+        goto fail;
+    }
+    c->phase = CP_CONNECTING;
+    rc = loop_connect(loop, c->slot, TAG_CONNECT, c->fd, (const struct sockaddr *)&c->addr,
+                      c->addrlen);
+    if (rc < 0) {
+        errf(err, errlen, "connect", -rc);
+        loop_slot_close(loop, c->slot, NULL);
+        goto fail;
+    }
+    arm_timer(c);
+    return c;
+fail:
+    if (c->fd >= 0)
+        close(c->fd);
+    smtp_client_free(c->smtp);
+    free(c->pbuf);
+    free(c);
+    return NULL;
+}
+
+int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err)
+{
+    if (c->phase != CP_TLS || c->closed_reported) {
+        *err = "connection is not ready";
+        return -1;
+    }
+    if (smtp_client_start(c->smtp, txn, err) != 0)
+        return -1;
+    c->txn = txn;
+    /* Local refusals (SIZE, 8BITMIME, SMTPUTF8) complete at once. */
+    process_events(c);
+    pump(c);
+    arm_timer(c);
+    return 0;
+}
+
+enum message_encoding conn_body_encoding(const struct conn *c)
+{
+    return smtp_client_body_encoding(c->smtp);
+}
+
+void conn_quit(struct conn *c)
+{
+    if (c->phase == CP_DEAD || c->closed_reported)
+        return;
+    if (smtp_client_is_ready(c->smtp)) {
+        smtp_client_quit(c->smtp);
+        pump(c);
+        loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
+    } else if (c->txn) {
+        c->quit_requested = 1;
+    } else {
+        conn_abort(c, SMTP_CLIENT_R_NONE, "closed before it was ready");
+    }
+}
+
+void conn_abort(struct conn *c, enum smtp_client_reason reason, const char *detail)
+{
+    if (c->phase == CP_DEAD)
+        return;
+    if (!c->closed_reported) {
+        smtp_client_abort(c->smtp, reason, detail);
+        process_events(c);
+    }
+    if (!c->closed_reported)
+        begin_close(c, reason, detail, NULL);
+    finish_close(c);
+}
+
+const struct tls_facts *conn_tls_facts(const struct conn *c)
+{
+    return c->tls ? tls_conn_facts(c->tls) : NULL;
+}
+
+int conn_key_stale(const struct conn *c)
+{
+    return c->tls ? tls_conn_key_stale(c->tls) : 0;
+}
+
+void conn_stats(const struct conn *c, struct conn_stats *out)
+{
+    *out = c->st;
+}

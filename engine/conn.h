@@ -1,0 +1,88 @@
+/*
+ * conn: one SMTP connection to a relay: a socket driven by the io_uring
+ * loop, the TLS session (tls), and the pure protocol state (smtp_client),
+ * with the operations in flight on them and the connection's lifetime.
+ *
+ * The conn reports to its owner (the pool) through callbacks: ready (idle,
+ * can take a transaction), txn_done, and closed (exactly once; after it the
+ * owner must forget the pointer: the memory goes when the kernel has
+ * returned every operation). It never sends a byte of mail or a credential
+ * before the handshake completed: the protocol core does not queue any.
+ */
+#ifndef RINGMAIL_CONN_H
+#define RINGMAIL_CONN_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "loop.h"
+#include "smtp_client.h"
+#include "tls.h"
+
+/* Per-stage timeouts, milliseconds. RFC 5321 4.5.3.2 gives the defaults. */
+struct conn_timeouts {
+    unsigned connect_ms;    /* TCP connect: 30 s */
+    unsigned greeting_ms;   /* initial 220: 5 min */
+    unsigned command_ms;    /* EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, NOOP, RSET: 5 min */
+    unsigned tls_ms;        /* TLS handshake: 60 s */
+    unsigned data_block_ms; /* progress while sending the body: 3 min */
+    unsigned data_done_ms;  /* reply to the end of data: 10 min */
+    unsigned quit_ms;       /* reply to QUIT, and the close: 10 s */
+};
+/* Fill zero fields with the defaults above. */
+void conn_timeouts_default(struct conn_timeouts *t);
+
+struct conn;
+
+struct conn_callbacks {
+    /* Idle and usable: conn_submit(), conn_quit() or nothing. */
+    void (*ready)(struct conn *c, void *user);
+    /* A transaction ended; its results are filled. ready() follows. */
+    void (*txn_done)(struct conn *c, struct smtp_client_txn *txn, void *user);
+    /* The connection is over (failure or QUIT). reason NONE: a clean QUIT.
+     * txn: the transaction that was in flight (results filled, temporary),
+     * or NULL. Called once; forget c afterwards. */
+    void (*closed)(struct conn *c, enum smtp_client_reason reason, const char *detail,
+                   struct smtp_client_txn *txn, void *user);
+};
+
+struct conn_config {
+    const struct sockaddr *addr; /* copied */
+    socklen_t addrlen;
+    struct smtp_client_config smtp;
+    struct tls_ctx *tls; /* the relay's; the conn takes a reference via tls_conn */
+    struct conn_timeouts timeouts;
+    unsigned keepalive_ms; /* NOOP after this long idle; 0: never */
+};
+
+/*
+ * Create the socket and start connecting. Returns NULL with err written
+ * ("socket: Too many open files", ...) when it cannot start; callbacks then
+ * never run.
+ */
+struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
+                      const struct conn_callbacks *cb, void *user, char *err, size_t errlen);
+
+/* Start a transaction (only after ready()). 0, or -1 with *err. */
+int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err);
+/* The encoding the next transaction's body needs. */
+enum message_encoding conn_body_encoding(const struct conn *c);
+/* QUIT when idle, otherwise abort: closed() follows either way. */
+void conn_quit(struct conn *c);
+/* Close now (no QUIT); closed() follows from the loop. */
+void conn_abort(struct conn *c, enum smtp_client_reason reason, const char *detail);
+
+/* TLS facts once the handshake is done, else NULL. */
+const struct tls_facts *conn_tls_facts(const struct conn *c);
+/* The peer sent a KeyUpdate while the kernel encrypts: retire after this. */
+int conn_key_stale(const struct conn *c);
+
+struct conn_stats {
+    uint64_t opened_ms;  /* loop clock when created */
+    uint64_t messages;   /* transactions with at least one recipient delivered */
+    uint64_t bytes_sent; /* payload bytes written to the socket (ciphertext when userspace TLS) */
+    uint64_t sends;      /* send operations submitted */
+};
+void conn_stats(const struct conn *c, struct conn_stats *out);
+
+#endif

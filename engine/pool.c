@@ -1,0 +1,433 @@
+/*
+ * pool: persistent connections of one relay. Each of the configured slots
+ * holds at most one connection; a slot whose connection went away reconnects
+ * after a backoff (at once after a clean rotation). Jobs queue in FIFO order
+ * and go to whichever connection becomes idle first.
+ */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum slot_state {
+    PS_EMPTY = 0,      /* no connection; maybe a reconnect timer */
+    PS_CONNECTING = 1, /* connection on its way to READY */
+    PS_IDLE = 2,
+    PS_BUSY = 3,
+    PS_CLOSING = 4, /* QUIT sent (rotation, drain) */
+};
+
+struct pool_slot {
+    struct pool *pool;
+    unsigned index;
+    struct conn *conn;
+    enum slot_state st;
+    struct pool_job *job;
+    int was_ready;
+    unsigned backoff_ms;
+    struct loop_timer retry;
+};
+
+struct pool {
+    struct loop *loop;
+    struct pool_config cfg;
+    struct pool_slot *slots;
+    struct pool_job *qhead, *qtail;
+    unsigned consecutive_fail, policy_fail;
+    uint64_t breaker_until;
+    int draining, freeing;
+    unsigned live, inflight;
+    struct pool_stats st;
+    enum smtp_client_reason last_reason;
+    char last_detail[SMTP_CLIENT_REPLY_TEXT_MAX];
+    uint64_t rng;
+};
+
+static void open_slot(struct pool_slot *s);
+static void dispatch(struct pool *p);
+
+/* xorshift64: jitter only needs to spread reconnects, not be secret. */
+static unsigned jitter(struct pool *p, unsigned ms)
+{
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return ms / 2 + (unsigned)(p->rng % (ms / 2 + 1));
+}
+
+static int policy_reason(enum smtp_client_reason r)
+{
+    switch (r) {
+    case SMTP_CLIENT_R_AUTH:
+    case SMTP_CLIENT_R_CERT_VERIFY:
+    case SMTP_CLIENT_R_PROTOCOL_VERSION:
+    case SMTP_CLIENT_R_HANDSHAKE:
+    case SMTP_CLIENT_R_NO_STARTTLS:
+    case SMTP_CLIENT_R_STARTTLS_REJECTED:
+    case SMTP_CLIENT_R_INJECTION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int breaker_open(const struct pool *p)
+{
+    return p->breaker_until && loop_now_ms(p->loop) < p->breaker_until;
+}
+
+/* Every recipient of a job that never reached a server: temporary. */
+static void fail_job(struct pool *p, struct pool_job *j, enum smtp_client_outcome o,
+                     enum smtp_client_reason reason, const char *detail)
+{
+    size_t i;
+    for (i = 0; i < j->txn.nrcpt; i++) {
+        struct smtp_client_rcpt_result *r = &j->txn.results[i];
+        memset(r, 0, sizeof(*r));
+        r->outcome = o;
+        r->reason = reason;
+        snprintf(r->reply, sizeof(r->reply), "%s", detail ? detail : "");
+    }
+    p->st.jobs_done++;
+    j->done(j, reason, detail, NULL);
+}
+
+static void fail_queued(struct pool *p, enum smtp_client_reason reason, const char *detail)
+{
+    while (p->qhead) {
+        struct pool_job *j = p->qhead;
+        p->qhead = j->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        p->st.queued--;
+        fail_job(p, j, SMTP_CLIENT_TEMPORARY, reason, detail);
+    }
+}
+
+static int live_ready(const struct pool *p)
+{
+    unsigned i;
+    for (i = 0; i < p->cfg.connections; i++)
+        if (p->slots[i].st == PS_IDLE || p->slots[i].st == PS_BUSY)
+            return 1;
+    return 0;
+}
+
+static int needs_rotation(const struct pool *p, const struct pool_slot *s)
+{
+    struct conn_stats cs;
+    conn_stats(s->conn, &cs);
+    if (conn_key_stale(s->conn))
+        return 1;
+    if (p->cfg.max_messages_per_conn && cs.messages >= p->cfg.max_messages_per_conn)
+        return 1;
+    if (p->cfg.max_bytes_per_conn && cs.bytes_sent >= p->cfg.max_bytes_per_conn)
+        return 1;
+    if (p->cfg.max_age_ms && loop_now_ms(p->loop) - cs.opened_ms >= p->cfg.max_age_ms)
+        return 1;
+    return 0;
+}
+
+/* ---- connection callbacks --------------------------------------------- */
+
+static void on_ready(struct conn *c, void *user)
+{
+    struct pool_slot *s = user;
+    struct pool *p = s->pool;
+    (void)c;
+    if (s->st == PS_CLOSING)
+        return;
+    if (!s->was_ready) {
+        s->was_ready = 1;
+        s->backoff_ms = 0;
+        p->st.handshakes++;
+        p->consecutive_fail = 0;
+        p->policy_fail = 0;
+    }
+    if (s->st == PS_BUSY)
+        return; /* a NOOP's READY while a job is still being handed over */
+    if (p->draining || needs_rotation(p, s)) {
+        if (!p->draining)
+            p->st.rotations++;
+        s->st = PS_CLOSING;
+        conn_quit(s->conn);
+        return;
+    }
+    s->st = PS_IDLE;
+    dispatch(p);
+}
+
+static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
+{
+    struct pool_slot *s = user;
+    struct pool *p = s->pool;
+    struct pool_job *j = s->job;
+    (void)txn;
+    s->job = NULL;
+    s->st = PS_IDLE;
+    p->inflight--;
+    p->st.jobs_done++;
+    j->done(j, SMTP_CLIENT_R_NONE, NULL, conn_tls_facts(c));
+}
+
+static void schedule_reconnect(struct pool *p, struct pool_slot *s, int clean)
+{
+    unsigned ms;
+    if (p->draining || p->freeing)
+        return;
+    if (clean) {
+        open_slot(s);
+        return;
+    }
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : p->cfg.backoff_min_ms;
+    if (s->backoff_ms > p->cfg.backoff_max_ms)
+        s->backoff_ms = p->cfg.backoff_max_ms;
+    ms = jitter(p, s->backoff_ms);
+    if (breaker_open(p) && loop_now_ms(p->loop) + ms < p->breaker_until)
+        ms = (unsigned)(p->breaker_until - loop_now_ms(p->loop));
+    loop_timer_arm(p->loop, &s->retry, ms);
+}
+
+static void maybe_free(struct pool *p);
+
+static void on_closed(struct conn *c, enum smtp_client_reason reason, const char *detail,
+                      struct smtp_client_txn *txn, void *user)
+{
+    struct pool_slot *s = user;
+    struct pool *p = s->pool;
+    struct pool_job *j = s->job;
+    int was_ready = s->was_ready, clean = reason == SMTP_CLIENT_R_NONE;
+
+    s->conn = NULL;
+    s->job = NULL;
+    s->st = PS_EMPTY;
+    s->was_ready = 0;
+    p->live--;
+    if (reason != SMTP_CLIENT_R_NONE) {
+        p->st.failures++;
+        p->last_reason = reason;
+        snprintf(p->last_detail, sizeof(p->last_detail), "%s", detail ? detail : "");
+    }
+    if (j) {
+        p->inflight--;
+        p->st.jobs_done++;
+        (void)txn; /* == &j->txn: its results are filled as temporary */
+        j->done(j, reason, detail, conn_tls_facts(c));
+    }
+    if (!was_ready && !clean) {
+        p->consecutive_fail++;
+        if (policy_reason(reason) && ++p->policy_fail >= p->cfg.breaker_threshold &&
+            !breaker_open(p)) {
+            p->breaker_until = loop_now_ms(p->loop) + p->cfg.breaker_cooldown_ms;
+            p->st.breaker_opens++;
+        }
+    }
+    if (breaker_open(p))
+        fail_queued(p, reason, p->last_detail);
+    else if (p->consecutive_fail >= p->cfg.fail_queued_after && !live_ready(p))
+        fail_queued(p, p->last_reason, p->last_detail);
+    schedule_reconnect(p, s, clean && was_ready);
+    maybe_free(p);
+}
+
+static const struct conn_callbacks callbacks = {on_ready, on_txn_done, on_closed};
+
+/* ---- slots ------------------------------------------------------------- */
+
+static void open_slot(struct pool_slot *s)
+{
+    struct pool *p = s->pool;
+    struct conn_config cc;
+    char err[256];
+
+    if (p->draining || p->freeing || s->conn)
+        return;
+    if (breaker_open(p)) {
+        loop_timer_arm(p->loop, &s->retry, (unsigned)(p->breaker_until - loop_now_ms(p->loop)));
+        return;
+    }
+    memset(&cc, 0, sizeof(cc));
+    cc.addr = (const struct sockaddr *)&p->cfg.addr;
+    cc.addrlen = p->cfg.addrlen;
+    cc.smtp = p->cfg.smtp;
+    cc.tls = p->cfg.tls;
+    cc.timeouts = p->cfg.timeouts;
+    cc.keepalive_ms = p->cfg.keepalive_ms;
+    p->st.connects++;
+    s->conn = conn_new(p->loop, &cc, &callbacks, s, err, sizeof(err));
+    if (!s->conn) {
+        p->consecutive_fail++;
+        p->last_reason = SMTP_CLIENT_R_LOCAL;
+        snprintf(p->last_detail, sizeof(p->last_detail), "%s", err);
+        if (p->consecutive_fail >= p->cfg.fail_queued_after && !live_ready(p))
+            fail_queued(p, SMTP_CLIENT_R_LOCAL, err);
+        schedule_reconnect(p, s, 0);
+        return;
+    }
+    s->st = PS_CONNECTING;
+    p->live++;
+}
+
+static void on_retry(void *ctx)
+{
+    open_slot(ctx);
+}
+
+static void dispatch(struct pool *p)
+{
+    unsigned i;
+    for (i = 0; i < p->cfg.connections && p->qhead; i++) {
+        struct pool_slot *s = &p->slots[i];
+        struct pool_job *j;
+        const char *err = NULL;
+        if (s->st != PS_IDLE)
+            continue;
+        j = p->qhead;
+        p->qhead = j->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        p->st.queued--;
+        if (j->prepare(j, conn_body_encoding(s->conn)) != 0) {
+            fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, "bad message");
+            i--; /* this slot is still idle */
+            continue;
+        }
+        s->st = PS_BUSY;
+        s->job = j;
+        p->inflight++;
+        if (conn_submit(s->conn, &j->txn, &err) != 0) {
+            s->job = NULL;
+            s->st = PS_IDLE;
+            p->inflight--;
+            fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, err);
+            i--;
+        }
+    }
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *err, size_t errlen)
+{
+    struct pool *p = calloc(1, sizeof(*p));
+    unsigned i;
+
+    if (p)
+        p->slots = calloc(cfg->connections ? cfg->connections : 16, sizeof(*p->slots));
+    if (!p || !p->slots) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->loop = loop;
+    p->cfg = *cfg;
+    if (!p->cfg.connections)
+        p->cfg.connections = 16;
+    if (!p->cfg.keepalive_ms)
+        p->cfg.keepalive_ms = 60000;
+    if (!p->cfg.backoff_min_ms)
+        p->cfg.backoff_min_ms = 500;
+    if (!p->cfg.backoff_max_ms)
+        p->cfg.backoff_max_ms = 60000;
+    if (!p->cfg.fail_queued_after)
+        p->cfg.fail_queued_after = p->cfg.connections;
+    if (!p->cfg.breaker_threshold)
+        p->cfg.breaker_threshold = 3;
+    if (!p->cfg.breaker_cooldown_ms)
+        p->cfg.breaker_cooldown_ms = 300000;
+    p->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)p ^ loop_now_ms(loop);
+    for (i = 0; i < p->cfg.connections; i++) {
+        p->slots[i].pool = p;
+        p->slots[i].index = i;
+        loop_timer_init(&p->slots[i].retry, on_retry, &p->slots[i]);
+    }
+    for (i = 0; i < p->cfg.connections; i++)
+        open_slot(&p->slots[i]);
+    return p;
+}
+
+void pool_submit(struct pool *p, struct pool_job *job)
+{
+    if (p->draining || p->freeing) {
+        fail_job(p, job, SMTP_CLIENT_TEMPORARY, SMTP_CLIENT_R_LOCAL, "shutting down");
+        return;
+    }
+    if (breaker_open(p)) {
+        fail_job(p, job, SMTP_CLIENT_TEMPORARY, p->last_reason, p->last_detail);
+        return;
+    }
+    job->next = NULL;
+    if (p->qtail)
+        p->qtail->next = job;
+    else
+        p->qhead = job;
+    p->qtail = job;
+    p->st.queued++;
+    dispatch(p);
+}
+
+void pool_drain(struct pool *p)
+{
+    unsigned i;
+    if (p->draining)
+        return;
+    p->draining = 1;
+    fail_queued(p, SMTP_CLIENT_R_LOCAL, "shutting down");
+    for (i = 0; i < p->cfg.connections; i++) {
+        struct pool_slot *s = &p->slots[i];
+        loop_timer_disarm(p->loop, &s->retry);
+        if (s->conn && s->st != PS_CLOSING) {
+            if (s->st != PS_BUSY)
+                s->st = PS_CLOSING;
+            conn_quit(s->conn);
+        }
+    }
+}
+
+int pool_idle(const struct pool *p)
+{
+    return p->qhead == NULL && p->inflight == 0;
+}
+
+static void maybe_free(struct pool *p)
+{
+    if (p->freeing && p->live == 0) {
+        free(p->slots);
+        free(p);
+    }
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    pool_drain(p);
+    p->freeing = 1;
+    maybe_free(p);
+}
+
+void pool_get_stats(const struct pool *p, struct pool_stats *out)
+{
+    unsigned i;
+    *out = p->st;
+    out->live = p->live;
+    out->idle = 0;
+    for (i = 0; i < p->cfg.connections; i++)
+        out->idle += p->slots[i].st == PS_IDLE;
+    out->breaker_open = breaker_open(p);
+}
+
+void pool_foreach_conn(const struct pool *p, pool_conn_fn *fn, void *arg)
+{
+    unsigned i;
+    for (i = 0; i < p->cfg.connections; i++) {
+        const struct pool_slot *s = &p->slots[i];
+        const struct tls_facts *f;
+        struct conn_stats cs;
+        if (!s->conn || !(f = conn_tls_facts(s->conn)))
+            continue;
+        conn_stats(s->conn, &cs);
+        fn(arg, i, f, &cs);
+    }
+}

@@ -1,0 +1,98 @@
+/*
+ * pool: the persistent connections of one relay in one worker.
+ *
+ * A configured number of connections is opened ahead of need and reused
+ * across messages; a job waits for an idle connection when all are busy.
+ * Connections are rotated after a number of messages, bytes or an age (and
+ * at once when TLS says the kernel's key went stale), kept alive with NOOP
+ * below server idle limits, and replaced with exponential backoff and
+ * jitter when they fail. A circuit breaker stops hammering a relay that
+ * keeps refusing us on policy grounds (authentication, certificates, TLS):
+ * while it is open, jobs fail at once with the reason, as temporary.
+ */
+#ifndef RINGMAIL_POOL_H
+#define RINGMAIL_POOL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+
+struct pool_job;
+
+/* Called once per job with its results filled. conn_reason: the connection
+ * failure that decided it, or SMTP_CLIENT_R_NONE. facts: the TLS facts of
+ * the connection that carried it (NULL if none got that far); copy them. */
+typedef void pool_job_done_fn(struct pool_job *job, enum smtp_client_reason conn_reason,
+                              const char *detail, const struct tls_facts *facts);
+/* Fill job->txn.body, body_len and facts for this encoding; 0 or -1 (the job
+ * then fails permanently with detail "bad message"). */
+typedef int pool_job_prepare_fn(struct pool_job *job, enum message_encoding enc);
+
+/* A job as the pool sees it; embed it in your own struct. */
+struct pool_job {
+    struct smtp_client_txn txn; /* from, rcpts, nrcpt, results: set by the submitter */
+    pool_job_prepare_fn *prepare;
+    pool_job_done_fn *done;
+    struct pool_job *next; /* the pool's */
+};
+
+struct pool_config {
+    const char *name;
+    struct sockaddr_storage addr; /* the relay's address */
+    socklen_t addrlen;
+    struct smtp_client_config smtp;
+    struct tls_ctx *tls;
+    struct conn_timeouts timeouts;
+    unsigned connections;           /* persistent connections (default 16) */
+    unsigned max_messages_per_conn; /* rotate after (default 1000; 0: never) */
+    uint64_t max_bytes_per_conn;    /* rotate after (default 0: never) */
+    unsigned max_age_ms;            /* rotate after (default 1 hour; 0: never) */
+    unsigned keepalive_ms;          /* NOOP when idle this long (default 60 s) */
+    unsigned backoff_min_ms;        /* reconnect backoff (default 500 ms) */
+    unsigned backoff_max_ms;        /* (default 60 s) */
+    /* Consecutive failed connection attempts, with no connection up, after
+     * which queued jobs fail instead of waiting (default: connections). */
+    unsigned fail_queued_after;
+    unsigned breaker_threshold;   /* consecutive policy failures that open it (default 3) */
+    unsigned breaker_cooldown_ms; /* how long it stays open (default 5 min) */
+};
+
+/* Counters for metrics and the send report. */
+struct pool_stats {
+    uint64_t connects;   /* connection attempts */
+    uint64_t handshakes; /* connections that reached READY */
+    uint64_t failures;   /* connections that failed before or after READY */
+    uint64_t rotations;  /* QUIT for age, messages, bytes or a stale key */
+    uint64_t jobs_done;  /* jobs handed back */
+    uint64_t breaker_opens;
+    unsigned live;   /* connections now open (any phase) */
+    unsigned idle;   /* connections now READY without a job */
+    unsigned queued; /* jobs waiting */
+    int breaker_open;
+};
+
+struct pool;
+
+struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *err, size_t errlen);
+/* Closes every connection (QUIT when idle) and fails queued jobs as
+ * temporary; the pool is freed once the last connection is gone. */
+void pool_free(struct pool *p);
+
+/* Queue a job; it is started on an idle connection as soon as one exists. */
+void pool_submit(struct pool *p, struct pool_job *job);
+
+/* Stop opening connections, let jobs in flight finish, QUIT the rest. */
+void pool_drain(struct pool *p);
+/* 1 when no job is queued or in flight. */
+int pool_idle(const struct pool *p);
+
+void pool_get_stats(const struct pool *p, struct pool_stats *out);
+
+/* Visit each live connection that finished its handshake (for reports and
+ * per-connection metrics). */
+typedef void pool_conn_fn(void *arg, unsigned index, const struct tls_facts *facts,
+                          const struct conn_stats *st);
+void pool_foreach_conn(const struct pool *p, pool_conn_fn *fn, void *arg);
+
+#endif
