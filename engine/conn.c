@@ -11,8 +11,10 @@
  * already hold what waits.
  */
 #include "conn.h"
+#include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -40,6 +42,8 @@ enum conn_tag {
     TAG_RECV_MULTI = 3,
     TAG_SEND = 4,
     TAG_POLL = 5,
+    TAG_SPLICE_IN = 6,  /* body file -> pipe */
+    TAG_SPLICE_OUT = 7, /* pipe -> socket (the kernel encrypts) */
 };
 
 struct conn {
@@ -49,6 +53,7 @@ struct conn {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct smtp_client *smtp;
+    const char *name;
     struct tls_ctx *tls_ctx;
     struct tls_conn *tls;
     int implicit;
@@ -62,6 +67,8 @@ struct conn {
     int recv_pending, multi_armed, poll_pending, send_pending;
     size_t send_plain; /* plaintext bytes in the send in flight (PLAIN / kTLS) */
     int send_cipher;   /* the send in flight carries pending ciphertext */
+    int pipe_fd[2];    /* for splicing bodies; -1 until first needed */
+    size_t pipe_bytes; /* spliced into the pipe, not yet out of it */
     int got_reply;
     int quit_requested;
     int closed_reported;
@@ -179,6 +186,23 @@ static enum smtp_client_reason reason_of(enum tls_err e)
     }
 }
 
+static void log_handshake(struct conn *c)
+{
+    const struct tls_facts *f = tls_conn_facts(c->tls);
+    char ms[32], na[32];
+    snprintf(ms, sizeof(ms), "%.3f", (double)f->handshake_us / 1000.0);
+    snprintf(na, sizeof(na), "%lld", (long long)f->not_after);
+    log_event(LOG_INFO, "tls_handshake", "relay", c->name, "protocol", f->protocol, "cipher",
+              f->cipher, "group", f->group, "verify", f->verify, "ktls_tx", f->ktls_tx ? "1" : "0",
+              "resumed", f->resumed ? "1" : "0", "handshake_ms", ms, "cert_not_after", na,
+              "subject", f->subject, "issuer", f->issuer, NULL);
+    if (tls_ctx_insecure(c->tls_ctx))
+        log_always(LOG_WARN, "tls_verify_disabled", "relay", c->name, "detail",
+                   "certificate verification is off for this relay: this connection is not "
+                   "authenticated",
+                   NULL);
+}
+
 static void handshake_step(struct conn *c)
 {
     const char *detail = NULL;
@@ -187,6 +211,7 @@ static void handshake_step(struct conn *c)
     switch (tls_conn_handshake(c->tls)) {
     case TLS_OK:
         c->phase = CP_TLS;
+        log_handshake(c);
         smtp_client_tls_done(c->smtp, 1, SMTP_CLIENT_R_NONE, NULL);
         process_events(c);
         drain_tls(c); /* a reply may have come with the last flight */
@@ -247,6 +272,11 @@ static void begin_close(struct conn *c, enum smtp_client_reason reason, const ch
     c->closed_reported = 1;
     c->phase = CP_CLOSING;
     c->txn = NULL;
+    if (reason != SMTP_CLIENT_R_NONE)
+        log_event(LOG_WARN, "connection_failed", "relay", c->name, "reason",
+                  smtp_client_reason_name(reason), "detail", detail ? detail : "", NULL);
+    else
+        log_event(LOG_DEBUG, "connection_closed", "relay", c->name, NULL);
     if (c->cb.closed)
         c->cb.closed(c, reason, detail, txn, c->user);
     /* A clean end over TLS says close_notify; after a TLS or transport
@@ -314,15 +344,79 @@ static void process_events(struct conn *c)
 
 /* ---- sending ----------------------------------------------------------- */
 
-static void send_iov(struct conn *c, struct iovec *iov, size_t n)
+static void send_iov(struct conn *c, struct iovec *iov, size_t n, int more)
 {
-    int rc = loop_sendv(c->loop, c->slot, TAG_SEND, c->fd, iov, (unsigned)n, MSG_NOSIGNAL);
+    int rc = loop_sendv(c->loop, c->slot, TAG_SEND, c->fd, iov, (unsigned)n,
+                        MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (rc < 0) {
         smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a send");
         return;
     }
     c->send_pending = 1;
     c->st.sends++;
+}
+
+/*
+ * The zero-copy body path (kTLS TX on, body in a file): file -> pipe ->
+ * socket with splice, one pipe-load at a time; the kernel encrypts on the
+ * way out. remaining: body bytes not yet sent.
+ */
+static void splice_body(struct conn *c, size_t remaining)
+{
+    const struct smtp_client_body_file *bf = c->txn->body_file;
+    long long off = bf->off + (long long)(c->txn->body_len - remaining);
+    unsigned chunk;
+    int rc;
+
+    if (c->pipe_fd[0] < 0) {
+        if (pipe2(c->pipe_fd, O_CLOEXEC) != 0) {
+            c->pipe_fd[0] = c->pipe_fd[1] = -1;
+            smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "pipe: cannot splice the body");
+            return;
+        }
+        /* A bigger pipe means fewer splices per message (1 MiB is the
+         * default pipe-max-size for unprivileged processes). */
+        fcntl(c->pipe_fd[1], F_SETPIPE_SZ, 1 << 20);
+    }
+    chunk = remaining > (1u << 20) ? 1u << 20 : (unsigned)remaining;
+    rc = loop_splice(c->loop, c->slot, TAG_SPLICE_IN, bf->fd, off, c->pipe_fd[1], -1, chunk,
+                     SPLICE_F_MOVE);
+    if (rc < 0) {
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
+        return;
+    }
+    c->send_pending = 1;
+    c->st.sends++;
+}
+
+static void on_spliced(struct conn *c, int tag, int res)
+{
+    int rc;
+    if (res <= 0) {
+        char d[96];
+        c->send_pending = 0;
+        snprintf(d, sizeof(d), "splice: %s", res ? strerror(-res) : "short file");
+        smtp_client_abort(c->smtp, res == 0 ? SMTP_CLIENT_R_LOCAL : SMTP_CLIENT_R_CONNECTION, d);
+        return;
+    }
+    if (tag == TAG_SPLICE_IN) {
+        c->pipe_bytes = (size_t)res;
+    } else {
+        c->pipe_bytes -= (size_t)res;
+        c->st.bytes_sent += (uint64_t)res;
+        c->st.spliced_bytes += (uint64_t)res;
+        smtp_client_sent(c->smtp, (size_t)res);
+    }
+    if (!c->pipe_bytes) {
+        c->send_pending = 0; /* pump() takes the next pipe-load or piece */
+        return;
+    }
+    rc = loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
+                     (unsigned)c->pipe_bytes, SPLICE_F_MOVE | SPLICE_F_MORE);
+    if (rc < 0) {
+        c->send_pending = 0;
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
+    }
 }
 
 static void pump(struct conn *c)
@@ -345,9 +439,24 @@ static void pump(struct conn *c)
     if (!ciphered) {
         if (!n)
             return;
+        if (c->phase == CP_TLS && c->txn && c->txn->body_file && tls_conn_ktls_tx(c->tls)) {
+            size_t k, before = 0;
+            for (k = 0; k < n && !out[k].body; k++)
+                before += out[k].len;
+            if (k == 0) {
+                splice_body(c, out[0].len);
+                return;
+            }
+            if (k < n) { /* the commands first, the body right after */
+                c->send_plain = before;
+                c->send_cipher = 0;
+                send_iov(c, iov, k, 1);
+                return;
+            }
+        }
         c->send_plain = total;
         c->send_cipher = 0;
-        send_iov(c, iov, n);
+        send_iov(c, iov, n, 0);
         return;
     }
     if (n) {
@@ -365,7 +474,7 @@ static void pump(struct conn *c)
         return;
     c->send_plain = 0;
     c->send_cipher = 1;
-    send_iov(c, iov, n);
+    send_iov(c, iov, n, 0);
 }
 
 static void on_sent(struct conn *c, int res)
@@ -481,6 +590,10 @@ static void handler(void *ctx, const struct loop_cqe *q)
     case TAG_SEND:
         on_sent(c, q->res);
         break;
+    case TAG_SPLICE_IN:
+    case TAG_SPLICE_OUT:
+        on_spliced(c, (int)q->tag, q->res);
+        break;
     case TAG_POLL:
         c->poll_pending = 0;
         if (c->phase == CP_HANDSHAKE)
@@ -571,6 +684,10 @@ static void on_released(void *ctx)
         tls_conn_free(c->tls);
     if (c->fd >= 0)
         close(c->fd);
+    if (c->pipe_fd[0] >= 0) {
+        close(c->pipe_fd[0]);
+        close(c->pipe_fd[1]);
+    }
     smtp_client_free(c->smtp);
     free(c->pbuf);
     free(c);
@@ -597,10 +714,12 @@ struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
         return NULL;
     }
     c->fd = -1;
+    c->pipe_fd[0] = c->pipe_fd[1] = -1;
     c->loop = loop;
     c->cb = *cb;
     c->user = user;
     c->tls_ctx = cfg->tls;
+    c->name = cfg->name ? cfg->name : "relay";
     c->to = cfg->timeouts;
     conn_timeouts_default(&c->to);
     c->keepalive_ms = cfg->keepalive_ms;
@@ -645,6 +764,10 @@ struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
 fail:
     if (c->fd >= 0)
         close(c->fd);
+    if (c->pipe_fd[0] >= 0) {
+        close(c->pipe_fd[0]);
+        close(c->pipe_fd[1]);
+    }
     smtp_client_free(c->smtp);
     free(c->pbuf);
     free(c);

@@ -47,6 +47,7 @@ struct conn_callbacks {
 };
 
 struct conn_config {
+    const char *name;            /* the relay's name, for logs (kept, not copied) */
     const struct sockaddr *addr; /* copied */
     socklen_t addrlen;
     struct smtp_client_config smtp;
@@ -82,6 +83,7 @@ struct conn_stats {
     uint64_t messages;   /* transactions with at least one recipient delivered */
     uint64_t bytes_sent; /* payload bytes written to the socket (ciphertext when userspace TLS) */
     uint64_t sends;      /* send operations submitted */
+    uint64_t spliced_bytes; /* body bytes spliced from a file (kTLS zero-copy path) */
 };
 void conn_stats(const struct conn *c, struct conn_stats *out);
 

@@ -248,6 +248,7 @@ static void open_slot(struct pool_slot *s)
         return;
     }
     memset(&cc, 0, sizeof(cc));
+    cc.name = p->cfg.name;
     cc.addr = (const struct sockaddr *)&p->cfg.addr;
     cc.addrlen = p->cfg.addrlen;
     cc.smtp = p->cfg.smtp;

@@ -63,6 +63,12 @@ struct smtp_client_rcpt_result {
     char reply[SMTP_CLIENT_REPLY_TEXT_MAX]; /* that reply's text, truncated */
 };
 
+/* Where a transaction's body also lives: fd at offset off, body_len bytes. */
+struct smtp_client_body_file {
+    int fd;
+    long long off;
+};
+
 /*
  * One mail transaction, owned by the caller, which keeps it and every
  * pointer in it alive until the transaction ends (a TXN_DONE or FAILED event
@@ -79,6 +85,10 @@ struct smtp_client_txn {
     struct message_facts facts;
     struct smtp_client_rcpt_result *results; /* nrcpt entries, filled by the client */
     void *user;                              /* the caller's */
+    /* Optional: the same body bytes in a file (a memfd), so that a transport
+     * whose kernel encrypts (kTLS) can splice them onto the socket without
+     * copying them through user space. The protocol core ignores it. */
+    const struct smtp_client_body_file *body_file;
 
     /* Set by the client. */
     size_t accepted;  /* recipients the server accepted at RCPT */

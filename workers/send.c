@@ -14,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "log.h"
 #include "loop.h"
 #include "message.h"
 #include "pool.h"
@@ -35,7 +37,7 @@ struct send_opts {
     size_t nrcpt;
     const char *pins[MAX_PINS];
     size_t npins;
-    int implicit, json, quiet;
+    int implicit, insecure, quiet;
     unsigned long count, connections, timeout_s, stage_timeout_s, hold_s;
 };
 
@@ -51,6 +53,8 @@ struct send_run {
     char *wire_data, *wire_bdat;
     size_t len_data, len_bdat;
     struct message_facts facts_data, facts_bdat;
+    /* The BDAT body in a memfd too: with kTLS it is spliced, not copied. */
+    struct smtp_client_body_file bdat_file;
     unsigned long done;
     unsigned long outcome[4];                   /* by enum smtp_client_outcome, per recipient */
     unsigned long reasons[SMTP_CLIENT_R_COUNT]; /* connection failures that decided a job */
@@ -101,6 +105,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"servername", required_argument, NULL, 's'},
         {"min-tls", required_argument, NULL, 'm'},
         {"pin", required_argument, NULL, 'P'},
+        {"insecure-no-verify", no_argument, NULL, 'K'},
         {"user", required_argument, NULL, 'u'},
         {"password-file", required_argument, NULL, 'p'},
         {"from", required_argument, NULL, 'f'},
@@ -130,6 +135,9 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
             break;
         case 'I':
             o->implicit = 1;
+            break;
+        case 'K':
+            o->insecure = 1;
             break;
         case 'c':
             o->ca = optarg;
@@ -309,6 +317,7 @@ static int job_prepare(struct pool_job *pj, enum message_encoding enc)
         pj->txn.body = r->wire_bdat;
         pj->txn.body_len = r->len_bdat;
         pj->txn.facts = r->facts_bdat;
+        pj->txn.body_file = r->bdat_file.fd >= 0 ? &r->bdat_file : NULL;
     } else {
         pj->txn.body = r->wire_data;
         pj->txn.body_len = r->len_data;
@@ -344,10 +353,10 @@ static void print_conn(void *arg, unsigned index, const struct tls_facts *f,
 {
     (void)arg;
     printf("conn %u: %s %s group=%s verify=%s ktls_tx=%d resumed=%d handshake_ms=%.1f "
-           "messages=%llu cert_not_after=%lld subject=\"%s\" issuer=\"%s\"\n",
+           "messages=%llu spliced_bytes=%llu cert_not_after=%lld subject=\"%s\" issuer=\"%s\"\n",
            index, f->protocol, f->cipher, f->group[0] ? f->group : "-", f->verify, f->ktls_tx,
            f->resumed, (double)f->handshake_us / 1000.0, (unsigned long long)st->messages,
-           (long long)f->not_after, f->subject, f->issuer);
+           (unsigned long long)st->spliced_bytes, (long long)f->not_after, f->subject, f->issuer);
 }
 
 static int policy_refusal(enum smtp_client_reason r)
@@ -414,7 +423,15 @@ static int prepare_message(const struct send_opts *o, struct send_run *r)
             fprintf(stderr, "ringmail send: %s: %s\n", o->file, message_strerror(rc));
     }
     free(raw);
-    return rc == 0 ? 0 : -1;
+    if (rc != 0)
+        return -1;
+    r->bdat_file.fd = memfd_create("ringmail-body", MFD_CLOEXEC);
+    if (r->bdat_file.fd >= 0 &&
+        write(r->bdat_file.fd, r->wire_bdat, r->len_bdat) != (ssize_t)r->len_bdat) {
+        close(r->bdat_file.fd); /* no splicing then; the copy path still works */
+        r->bdat_file.fd = -1;
+    }
+    return 0;
 }
 
 static struct tls_ctx *make_tls(const struct send_opts *o, const char *host)
@@ -428,9 +445,15 @@ static struct tls_ctx *make_tls(const struct send_opts *o, const char *host)
     pol.ca_file = o->ca;
     pol.pins = o->pins;
     pol.npins = o->npins;
+    pol.insecure_no_verify = o->insecure;
     ctx = tls_ctx_new(&pol, err, sizeof(err));
     if (!ctx)
         fprintf(stderr, "ringmail send: TLS setup: %s\n", err);
+    else if (tls_ctx_insecure(ctx))
+        log_always(LOG_WARN, "tls_verify_disabled", "relay", pol.servername, "detail",
+                   "--insecure-no-verify: certificates will not be verified and no pin is set; "
+                   "connections are encrypted but not authenticated",
+                   NULL);
     return ctx;
 }
 
@@ -479,6 +502,7 @@ int cmd_send(int argc, char **argv)
     int rc = EX_SOFTWARE;
 
     memset(&r, 0, sizeof(r));
+    r.bdat_file.fd = -1;
     memset(&creds, 0, sizeof(creds));
     if (parse_opts(argc, argv, &o) != 0) {
         fprintf(stderr, "Try 'ringmail send --help'.\n");
@@ -624,5 +648,7 @@ out:
     free(results);
     free(r.wire_data);
     free(r.wire_bdat);
+    if (r.bdat_file.fd >= 0)
+        close(r.bdat_file.fd);
     return rc;
 }
