@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Transport tests: `ringmail send` against ringmail-sink over real sockets,
+real OpenSSL, and a throwaway PKI made at test time.
+
+usage: test_transport.py RINGMAIL SINK CASE
+Each CASE is one ctest test. Refusal cases run through a recording proxy
+and prove from the bytes on the wire that no envelope, body or credential
+byte was sent before the TLS handshake.
+"""
+import os
+import re
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import pki  # noqa: E402
+
+BODY_MARK = b"body-marker-5f2c9a"
+MESSAGE = (b"From: Sender <sender@example.org>\nTo: rcpt@example.net\n"
+           b"Subject: transport test\nMessage-ID: <t1@example.org>\n\n"
+           b"Hello " + BODY_MARK + b".\n.a line that starts with a dot\n.\n"
+           b"caf\xc3\xa9 in 8-bit\nno final newline")
+USER, PASSWORD = "tester", "s3cret-pass"
+B64_PLAIN = "AHRlc3RlcgBzM2NyZXQtcGFzcw=="  # base64("\0tester\0s3cret-pass")
+B64_USER, B64_PASS = "dGVzdGVy", "czNjcmV0LXBhc3M="
+
+
+class Env:
+    def __init__(self, ringmail, sink):
+        self.ringmail = ringmail
+        self.sink_bin = sink
+        self.dir = tempfile.mkdtemp(prefix="ringmail-it-")
+        self.pki = pki.make_all(os.path.join(self.dir, "pki"))
+        self.msg = os.path.join(self.dir, "message.eml")
+        with open(self.msg, "wb") as f:
+            f.write(MESSAGE)
+        self.pwfile = os.path.join(self.dir, "password")
+        with open(self.pwfile, "w") as f:
+            f.write(PASSWORD + "\n")
+        self.sinks = []
+
+    def sink(self, *flags, cert="good", store=True):
+        chain = self.pki.path(cert + ".chain.pem")
+        key = {"nointer": "good"}.get(cert, cert)  # the same leaf, sent without its chain
+        s = harness.Sink(self.sink_bin, self.dir, *flags, cert=chain,
+                         key=self.pki.path(key + ".key"), store=store)
+        self.sinks.append(s)
+        return s
+
+    def send(self, port, *extra, count=1, connections=1, auth=False, ca="root", timeout=120):
+        args = ["send", "--relay", "localhost:%d" % port, "--from", "sender@example.org",
+                "--to", "rcpt@example.net", "--count", str(count), "--connections",
+                str(connections), "--ehlo", "client.test"]
+        if ca:
+            args += ["--ca", self.pki.path(ca + ".pem")]
+        if auth:
+            args += ["--user", USER, "--password-file", self.pwfile]
+        args += list(extra) + [self.msg]
+        return harness.ringmail(self.ringmail, *args, timeout=timeout)
+
+    def close(self):
+        for s in self.sinks:
+            if s.proc.poll() is None:
+                s.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def expect_delivered(env, sink, rc, out, n=1, tls=None):
+    check(rc == 0, "exit 0 expected, got %d:\n%s" % (rc, out))
+    stats = sink.stop()
+    check(stats.get("messages") == n, "sink counted %s messages, want %d" % (stats.get("messages"), n))
+    msgs = sink.messages() if sink.store else []
+    if sink.store:
+        check(len(msgs) == n, "sink stored %d messages, want %d" % (len(msgs), n))
+        for eml, env_text in msgs:
+            check(eml == harness.normalise(MESSAGE), "stored message differs from the input")
+            if tls:
+                check(("tls " + tls) in env_text, "want %s in the envelope record: %r" % (tls, env_text))
+    return stats
+
+
+# ---- deliveries -----------------------------------------------------------
+
+def case_deliver_starttls_tls13(env):
+    s = env.sink("--tls-versions", "1.3")
+    rc, out = env.send(s.port)
+    expect_delivered(env, s, rc, out, tls="TLSv1.3")
+    check("TLSv1.3" in out and "verify=ok" in out, "TLS facts printed: %s" % out)
+
+
+def case_deliver_starttls_tls12(env):
+    s = env.sink("--tls-versions", "1.2")
+    rc, out = env.send(s.port)
+    expect_delivered(env, s, rc, out, tls="TLSv1.2")
+    check(re.search(r"TLSv1\.2 ECDHE-\S+-(AES\d+-GCM|CHACHA20)", out), "AEAD+FS cipher: %s" % out)
+
+
+def case_deliver_implicit_tls13(env):
+    s = env.sink("--implicit", "--tls-versions", "1.3")
+    rc, out = env.send(s.port, "--implicit-tls")
+    expect_delivered(env, s, rc, out, tls="TLSv1.3")
+
+
+def case_deliver_implicit_tls12(env):
+    s = env.sink("--implicit", "--tls-versions", "1.2")
+    rc, out = env.send(s.port, "--implicit-tls")
+    expect_delivered(env, s, rc, out, tls="TLSv1.2")
+
+
+def case_deliver_no_pipelining(env):
+    s = env.sink("--no-pipelining")
+    rc, out = env.send(s.port, count=3)
+    expect_delivered(env, s, rc, out, n=3)
+
+
+def case_deliver_no_chunking(env):
+    s = env.sink("--no-chunking")
+    rc, out = env.send(s.port, count=3)
+    expect_delivered(env, s, rc, out, n=3)
+
+
+def case_deliver_lockstep_data(env):
+    s = env.sink("--no-chunking", "--no-pipelining")
+    rc, out = env.send(s.port, count=3)
+    expect_delivered(env, s, rc, out, n=3)
+
+
+def case_deliver_auth(env):
+    s = env.sink("--auth", "%s:%s" % (USER, PASSWORD))
+    rc, out = env.send(s.port, auth=True, count=2)
+    expect_delivered(env, s, rc, out, n=2)
+
+
+def case_deliver_persistent(env):
+    s = env.sink()
+    rc, out = env.send(s.port, count=200, connections=4)
+    stats = expect_delivered(env, s, rc, out, n=200)
+    check(stats.get("connections") == 4, "4 persistent connections, sink saw %s" % stats.get("connections"))
+
+
+def case_slow_server(env):
+    s = env.sink("--slow")
+    rc, out = env.send(s.port, count=2)
+    expect_delivered(env, s, rc, out, n=2)
+
+
+def case_concurrent_500(env):
+    s = env.sink(store=False)
+    rc, out = env.send(s.port, count=1500, connections=500, timeout=240)
+    stats = expect_delivered(env, s, rc, out, n=1500)
+    check(stats.get("connections") == 500, "500 connections, sink saw %s" % stats.get("connections"))
+
+
+# ---- refusals: reason class, exit 76, and nothing in plaintext -------------
+
+def refused(env, sink, reason, *extra, ca="root", implicit=False):
+    proxy = harness.RecordingProxy(sink.port)
+    args = list(extra) + (["--implicit-tls"] if implicit else [])
+    rc, out = env.send(proxy.port, *args, auth=True, ca=ca)
+    print(out)
+    check(rc == 76, "exit 76 expected, got %d:\n%s" % (rc, out))
+    check(("by " + reason) in out, "reason %s expected in:\n%s" % (reason, out))
+    harness.wait_for(lambda: proxy.streams, 5)
+    check(implicit or any(b"EHLO client.test" in p for p in proxy.plaintext()),
+          "the proxy recorded the plaintext session")
+    for clear in proxy.plaintext():
+        for secret in (b"MAIL FROM", b"RCPT TO", b"rcpt@example.net", BODY_MARK, b"AUTH",
+                       B64_PLAIN.encode(), B64_USER.encode(), B64_PASS.encode(), PASSWORD.encode()):
+            check(secret not in clear, "%r crossed the wire in plaintext: %r" % (secret, clear))
+    proxy.close()
+    stats = sink.stop()
+    check(stats.get("messages") == 0, "the sink accepted %s messages" % stats.get("messages"))
+    return out
+
+
+def case_refuse_no_starttls(env):
+    refused(env, env.sink("--no-starttls", "--allow-plaintext"), "no-starttls")
+
+
+def case_refuse_starttls_454(env):
+    refused(env, env.sink("--starttls-reply", "454 4.7.0 TLS not available"), "starttls-rejected")
+
+
+def case_refuse_starttls_502(env):
+    refused(env, env.sink("--starttls-reply", "502 5.5.1 Not implemented"), "starttls-rejected")
+
+
+def case_refuse_starttls_250(env):
+    refused(env, env.sink("--starttls-reply", "250 OK go on in plaintext", "--allow-plaintext"),
+            "starttls-rejected")
+
+
+def case_refuse_starttls_garbage(env):
+    refused(env, env.sink("--starttls-reply", "garbage without a code"), "protocol")
+
+
+def case_refuse_injection(env):
+    refused(env, env.sink("--inject-after-220", "250-INJECTED\\r\\n"), "injection")
+
+
+def case_refuse_injection_partial(env):
+    refused(env, env.sink("--inject-after-220", "25"), "injection")
+
+
+def case_refuse_cert_expired(env):
+    out = refused(env, env.sink(cert="expired"), "cert-verify")
+    check("expired" in out, "X509 reason in:\n" + out)
+
+
+def case_refuse_cert_not_yet_valid(env):
+    out = refused(env, env.sink(cert="future"), "cert-verify")
+    check("not yet valid" in out, "X509 reason in:\n" + out)
+
+
+def case_refuse_cert_wrong_host(env):
+    out = refused(env, env.sink(cert="wronghost"), "cert-verify")
+    check("mismatch" in out.lower(), "X509 reason in:\n" + out)
+
+
+def case_refuse_cert_self_signed(env):
+    out = refused(env, env.sink(cert="selfsigned"), "cert-verify")
+    check("self" in out.lower(), "X509 reason in:\n" + out)
+
+
+def case_refuse_cert_untrusted_ca(env):
+    refused(env, env.sink(cert="untrusted"), "cert-verify")
+
+
+def case_refuse_cert_missing_intermediate(env):
+    out = refused(env, env.sink(cert="nointer"), "cert-verify")
+    check("issuer" in out.lower(), "X509 reason in:\n" + out)
+
+
+def case_refuse_tls10_11_only(env):
+    refused(env, env.sink("--tls-versions", "1.0-1.1"), "protocol-version")
+
+
+def case_refuse_weak_ciphers_only(env):
+    refused(env, env.sink("--tls-versions", "1.2", "--ciphers", "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0"),
+            "handshake")
+
+
+def case_refuse_implicit_plaintext(env):
+    refused(env, env.sink("--allow-plaintext"), "handshake", implicit=True)
+
+
+# ---- faults --------------------------------------------------------------
+
+def case_stall_timeouts(env):
+    # Every third MAIL is never answered: those connections time out and are
+    # replaced; the others carry on delivering.
+    s = env.sink("--stall", "MAIL@3", store=False)
+    rc, out = env.send(s.port, "--stage-timeout", "1", count=12, connections=3)
+    check(rc == 75, "exit 75 expected, got %d:\n%s" % (rc, out))
+    check("by timeout" in out, "timeouts reported:\n" + out)
+    m = re.search(r"sent (\d+) of 12", out)
+    check(m and int(m.group(1)) >= 6, "the other connections carried on:\n" + out)
+    stats = s.stop()
+    check(stats.get("connections", 0) > 3, "stalled connections were replaced: %s" % stats)
+
+
+def case_drop_mid_data(env):
+    s = env.sink("--disconnect-after", "DATA-BODY@2", "--no-chunking", store=False)
+    rc, out = env.send(s.port, count=6, connections=1)
+    check(rc == 75, "exit 75 expected, got %d:\n%s" % (rc, out))
+    check("by connection" in out, "connection failure reported:\n" + out)
+    stats = s.stop()
+    check(stats.get("connections", 0) >= 2, "the dropped connection was replaced: %s" % stats)
+    m = re.search(r"sent (\d+) of 6", out)
+    check(m and int(m.group(1)) == stats.get("messages"), "sent count matches the sink:\n" + out)
+
+
+def case_temp_and_perm_replies(env):
+    s = env.sink("--reply", "RCPT=451", store=False)
+    rc, out = env.send(s.port)
+    check(rc == 75, "4yz RCPT is temporary (75), got %d:\n%s" % (rc, out))
+    s.stop()
+    s = env.sink("--reply", "RCPT=550", store=False)
+    rc, out = env.send(s.port)
+    check(rc == 69, "5yz RCPT is permanent (69), got %d:\n%s" % (rc, out))
+    s.stop()
+
+
+def main():
+    if len(sys.argv) != 4:
+        print(__doc__)
+        return 64
+    ringmail, sink, case = sys.argv[1:]
+    fn = globals().get("case_" + case)
+    if not fn:
+        print("unknown case", case)
+        return 64
+    env = Env(ringmail, sink)
+    try:
+        fn(env)
+    finally:
+        env.close()
+    print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
