@@ -196,6 +196,11 @@ static long absorb(struct smtp_reply_parser *p, const char *s, size_t n)
     size_t ok = n < room ? n : room;
     size_t i = 0;
 
+    /* Even an empty line costs its CRLF: once the reply has no room for
+     * that, the first octet of another line is already too much. */
+    if (p->size_max - p->total < p->c + 2)
+        return fail(p, SMTP_REPLY_E_TOO_LARGE);
+
     /* Code and separator: at most four octets, checked as they come. */
     for (; i < ok && p->c < 4; i++, p->c++) {
         unsigned char b = (unsigned char)s[i];

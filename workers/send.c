@@ -38,7 +38,7 @@ struct send_opts {
     const char *pins[MAX_PINS];
     size_t npins;
     int implicit, insecure, quiet;
-    unsigned long count, connections, timeout_s, stage_timeout_s, hold_s;
+    unsigned long count, connections, timeout_s, stage_timeout_s, hold_s, per_conn, keepalive_s;
 };
 
 struct send_job {
@@ -116,6 +116,8 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"timeout", required_argument, NULL, 'T'},
         {"stage-timeout", required_argument, NULL, 'S'},
         {"hold", required_argument, NULL, 'H'},
+        {"max-messages-per-connection", required_argument, NULL, 'M'},
+        {"keepalive", required_argument, NULL, 'k'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -182,6 +184,8 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         case 'C':
         case 'S':
         case 'H':
+        case 'M':
+        case 'k':
         case 'T': {
             unsigned long v;
             errno = 0;
@@ -198,6 +202,10 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
                 o->stage_timeout_s = v;
             else if (ch == 'H')
                 o->hold_s = v;
+            else if (ch == 'M')
+                o->per_conn = v;
+            else if (ch == 'k')
+                o->keepalive_s = v;
             else
                 o->timeout_s = v;
             break;
@@ -553,7 +561,9 @@ int cmd_send(int argc, char **argv)
     pc.smtp.auth_pass_b64 = creds.pass_b64;
     pc.tls = tls;
     pc.connections = (unsigned)o.connections;
-    pc.max_messages_per_conn = 0; /* one run: rotation would only add handshakes */
+    /* One run: rotation only adds handshakes, unless asked for. */
+    pc.max_messages_per_conn = (unsigned)o.per_conn;
+    pc.keepalive_ms = (unsigned)o.keepalive_s * 1000;
     if (o.stage_timeout_s) {
         unsigned ms = (unsigned)o.stage_timeout_s * 1000;
         pc.timeouts = (struct conn_timeouts){ms, ms, ms, ms, ms, ms, ms};

@@ -58,6 +58,9 @@ static const struct rcase rcases[] = {
     {"4th char", S("250x\r\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
     {"tab separator", S("250\tx\r\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
     {"empty line", S("\r\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
+    /* The first line fills the 24-octet budget: even a CR that starts
+     * another line is over it (a fuzzer found the parser accepting it). */
+    {"full then CR", S("250-aaaaaaaaaaaaaaaaaa\r\n\r"), 0, 24, E(TOO_LARGE), 0, NULL, 0, NULL},
     {"empty LF", S("\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
     {"leading space", S(" 250 x\r\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
     {"http", S("HTTP/1.1 400 Bad\r\n"), 0, 0, E(SYNTAX), 0, NULL, 0, NULL},
