@@ -598,3 +598,11 @@ void loop_stop(struct loop *loop)
 {
     loop->stop = true;
 }
+
+unsigned loop_slots_busy(const struct loop *loop)
+{
+    unsigned n = 0;
+    for (uint32_t i = 0; i < loop->nslots; i++)
+        n += loop_slot_at(loop, i)->state != LOOP_SLOT_FREE;
+    return n;
+}

@@ -157,6 +157,9 @@ loop_slot loop_slot_open(struct loop *loop, loop_handler_fn *handler, void *ctx)
  * old file. Returns 0, or -ESTALE for a handle already closed.
  */
 int loop_slot_close(struct loop *loop, loop_slot slot, loop_released_fn *on_released);
+/* Slots open or waiting for their release: 0 once every owner is gone, so
+ * a process can tell when a graceful shutdown has finished. */
+unsigned loop_slots_busy(const struct loop *loop);
 /* Operations in flight on the slot (0 for a stale handle). */
 unsigned loop_slot_inflight(const struct loop *loop, loop_slot slot);
 

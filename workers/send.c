@@ -641,10 +641,12 @@ int cmd_send(int argc, char **argv)
     {
         struct pool_stats ps;
         double t1 = now_s();
+        /* Until every connection said QUIT and close_notify and its memory
+         * came back from the loop. */
         do {
             loop_run_once(r.loop, 100);
             pool_get_stats(pool, &ps);
-        } while (ps.live && now_s() - t1 < 5);
+        } while ((ps.live || loop_slots_busy(r.loop)) && now_s() - t1 < 5);
     }
 out:
     if (pool)

@@ -127,11 +127,16 @@ class RecordingProxy:
         self.sock.close()
 
 
+def run(argv, timeout=300):
+    """Run a program; returns (exit status, stdout + stderr)."""
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout
+
+
 def ringmail(binary, *args, timeout=300):
     """Run the ringmail binary; returns (exit status, stdout + stderr)."""
-    p = subprocess.run([binary] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=timeout)
-    return p.returncode, p.stdout
+    return run([binary] + list(args), timeout=timeout)
 
 
 def normalise(msg):

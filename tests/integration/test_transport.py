@@ -370,6 +370,18 @@ def case_temp_and_perm_replies(env):
     s.stop()
 
 
+def case_pool_breaker(env):
+    # The pool's circuit breaker, driven by a small C program over the real
+    # pool (tests/integration/pool_breaker.c), against an expired certificate.
+    s = env.sink(cert="expired", store=False)
+    probe = os.path.join(os.path.dirname(env.ringmail), "..", "tests", "pool_breaker")
+    rc, out = harness.run([probe, str(s.port), env.pki.path("root.pem")])
+    print(out)
+    check(rc == 0, "pool_breaker failed (%d)" % rc)
+    stats = s.stop()
+    check(stats.get("connections") == 3, "three attempts, then none: %s" % stats)
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__)
