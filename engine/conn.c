@@ -44,6 +44,7 @@ enum conn_tag {
     TAG_POLL = 5,
     TAG_SPLICE_IN = 6,  /* body file -> pipe */
     TAG_SPLICE_OUT = 7, /* pipe -> socket (the kernel encrypts) */
+    TAG_SEND_ZC = 8,
 };
 
 struct conn {
@@ -65,10 +66,12 @@ struct conn {
     struct loop_timer timer;
     char *pbuf;
     int recv_pending, multi_armed, poll_pending, send_pending;
-    size_t send_plain; /* plaintext bytes in the send in flight (PLAIN / kTLS) */
-    int send_cipher;   /* the send in flight carries pending ciphertext */
-    int pipe_fd[2];    /* for splicing bodies; -1 until first needed */
-    size_t pipe_bytes; /* spliced into the pipe, not yet out of it */
+    size_t send_plain;    /* plaintext bytes in the send in flight (PLAIN / kTLS) */
+    int send_cipher;      /* the send in flight carries pending ciphertext */
+    unsigned send_zc_min; /* 0: SEND_ZC off (or refused by this socket) */
+    int zc_res;           /* result of the SEND_ZC in flight, until its notification */
+    int pipe_fd[2];       /* for splicing bodies; -1 until first needed */
+    size_t pipe_bytes;    /* spliced into the pipe, not yet out of it */
     int got_reply;
     int quit_requested;
     int closed_reported;
@@ -472,6 +475,21 @@ static void pump(struct conn *c)
     n = tls_conn_pending_iov(c->tls, 0, iov, OUT_PIECES);
     if (!n)
         return;
+    if (c->send_zc_min && iov[0].iov_len >= c->send_zc_min) {
+        /* The ciphertext stays put until consumed, so the kernel may read it
+         * after the send completes, until the notification. */
+        int rc = loop_send_zc(c->loop, c->slot, TAG_SEND_ZC, c->fd, iov[0].iov_base, iov[0].iov_len,
+                              MSG_NOSIGNAL);
+        if (rc == 0) {
+            c->send_plain = 0;
+            c->send_cipher = 1;
+            c->send_pending = 1;
+            c->zc_res = -EINPROGRESS;
+            c->st.sends++;
+            return;
+        }
+        c->send_zc_min = 0; /* the kernel lacks it: copy from now on */
+    }
     c->send_plain = 0;
     c->send_cipher = 1;
     send_iov(c, iov, n, 0);
@@ -589,6 +607,18 @@ static void handler(void *ctx, const struct loop_cqe *q)
         break;
     case TAG_SEND:
         on_sent(c, q->res);
+        break;
+    case TAG_SEND_ZC:
+        if (q->flags & LOOP_CQE_F_NOTIF) {
+            on_sent(c, c->zc_res);
+        } else if (q->res == -EOPNOTSUPP) {
+            c->send_zc_min = 0; /* this socket refuses it: nothing was sent */
+            c->send_pending = 0;
+        } else {
+            c->zc_res = q->res;
+            if (!(q->flags & LOOP_CQE_F_MORE))
+                on_sent(c, q->res);
+        }
         break;
     case TAG_SPLICE_IN:
     case TAG_SPLICE_OUT:
@@ -723,6 +753,7 @@ struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
     c->to = cfg->timeouts;
     conn_timeouts_default(&c->to);
     c->keepalive_ms = cfg->keepalive_ms;
+    c->send_zc_min = cfg->send_zc_min;
     c->implicit = cfg->smtp.tls_mode == SMTP_CLIENT_IMPLICIT_TLS;
     c->st.opened_ms = loop_now_ms(loop);
     memcpy(&c->addr, cfg->addr, cfg->addrlen);

