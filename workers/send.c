@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
 
 struct send_opts {
     const char *relay, *ca, *servername, *min_tls, *user, *password_file, *from, *file, *ehlo;
+    const char *client_cert, *client_key;
     const char *rcpts[MAX_RCPT];
     size_t nrcpt;
     const char *pins[MAX_PINS];
@@ -74,7 +76,10 @@ static void usage(FILE *f)
            "Options:\n"
            "  --relay HOST:PORT        the relay (port 587 if omitted; [v6]:port for IPv6)\n"
            "  --implicit-tls           TLS from the first byte (port 465 style)\n"
-           "  --ca FILE                trust this CA file instead of the system store\n"
+           "  --ca FILE|DIR            trust this CA file (or hashed directory) instead of\n"
+           "                           the system store\n"
+           "  --client-cert FILE       present this client certificate (PEM chain) ...\n"
+           "  --client-key FILE        ... with this key (PEM, unencrypted)\n"
            "  --servername NAME        name to verify and send as SNI (default: HOST)\n"
            "  --min-tls 1.2|1.3        lowest TLS version accepted (default 1.2)\n"
            "  --pin SHA256             SPKI SHA-256 pin (base64 or hex); repeatable\n"
@@ -103,6 +108,8 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"relay", required_argument, NULL, 'r'},
         {"implicit-tls", no_argument, NULL, 'I'},
         {"ca", required_argument, NULL, 'c'},
+        {"client-cert", required_argument, NULL, 'x'},
+        {"client-key", required_argument, NULL, 'y'},
         {"servername", required_argument, NULL, 's'},
         {"min-tls", required_argument, NULL, 'm'},
         {"pin", required_argument, NULL, 'P'},
@@ -149,6 +156,12 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
             break;
         case 'c':
             o->ca = optarg;
+            break;
+        case 'x':
+            o->client_cert = optarg;
+            break;
+        case 'y':
+            o->client_key = optarg;
             break;
         case 's':
             o->servername = optarg;
@@ -236,6 +249,10 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
     o->file = argv[optind];
     if (!o->relay || !o->from || !o->nrcpt) {
         fprintf(stderr, "ringmail send: --relay, --from and at least one --to are required\n");
+        return -1;
+    }
+    if (!o->client_cert != !o->client_key) {
+        fprintf(stderr, "ringmail send: --client-cert and --client-key go together\n");
         return -1;
     }
     if (!o->user != !o->password_file) {
@@ -459,7 +476,15 @@ static struct tls_ctx *make_tls(const struct send_opts *o, const char *host)
     memset(&pol, 0, sizeof(pol));
     pol.servername = o->servername ? o->servername : host;
     pol.min_version = o->min_tls;
-    pol.ca_file = o->ca;
+    if (o->ca) {
+        struct stat sb;
+        if (stat(o->ca, &sb) == 0 && S_ISDIR(sb.st_mode))
+            pol.ca_dir = o->ca;
+        else
+            pol.ca_file = o->ca;
+    }
+    pol.cert_file = o->client_cert;
+    pol.key_file = o->client_key;
     pol.pins = o->pins;
     pol.npins = o->npins;
     pol.insecure_no_verify = o->insecure;

@@ -397,6 +397,44 @@ def case_temp_and_perm_replies(env):
     s.stop()
 
 
+def spki_pin(pem):
+    """base64(SHA-256(DER SubjectPublicKeyInfo)) of a certificate, with the
+    openssl command line (independent of ringmail's own code)."""
+    import base64
+    import hashlib
+    import subprocess
+    pub = subprocess.run(["openssl", "x509", "-in", pem, "-pubkey", "-noout"], check=True,
+                         capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, check=True,
+                         capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def case_pin_self_signed(env):
+    # A pinned self-signed relay: verification off, the pin is the trust; no
+    # insecure warning because the connection is authenticated by the pin.
+    s = env.sink(cert="selfsigned")
+    rc, out = env.send(s.port, "--insecure-no-verify", "--pin",
+                       spki_pin(env.pki.path("selfsigned.pem")), ca=None)
+    expect_delivered(env, s, rc, out)
+    check("tls_verify_disabled" not in out, "no insecure warning with a pin:\n" + out)
+
+
+def case_pin_mismatch(env):
+    out = refused(env, env.sink(), "cert-verify", "--pin", spki_pin(env.pki.path("selfsigned.pem")))
+    check("pin" in out, "the pin named in the reason:\n" + out)
+
+
+def case_insecure_warns(env):
+    # Verification off without a pin works, and says so at start and on
+    # every connection.
+    s = env.sink(cert="selfsigned")
+    rc, out = env.send(s.port, "--insecure-no-verify", count=4, connections=2, ca=None)
+    expect_delivered(env, s, rc, out, n=4)
+    check(out.count('"event":"tls_verify_disabled"') >= 3,
+          "a warning at start and one per connection:\n" + out)
+
+
 def case_pool_breaker(env):
     # The pool's circuit breaker, driven by a small C program over the real
     # pool (tests/integration/pool_breaker.c), against an expired certificate.
