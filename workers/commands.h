@@ -4,5 +4,8 @@
 
 /* argv[0] is the command's name; returns the process exit status. */
 int cmd_send(int argc, char **argv);
+int cmd_check_config(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_enqueue(int argc, char **argv);
 
 #endif

@@ -21,7 +21,10 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"help", "show this help", cmd_help},
+    {"run", "run the engine: consume jobs from Redis and deliver them", cmd_run},
+    {"enqueue", "add mail jobs to the Redis stream (scripts, demos, load)", cmd_enqueue},
     {"send", "send a message file to a relay under the TLS policy", cmd_send},
+    {"check-config", "validate a configuration file without running", cmd_check_config},
     {"version", "print the version", cmd_version},
 };
 

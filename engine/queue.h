@@ -1,0 +1,258 @@
+/*
+ * queue: the Redis side of one worker process. Jobs are entries of a Redis
+ * Stream read through a consumer group; every outcome (delivered, retry
+ * later, dead) is one atomic Lua script that acknowledges the entry and
+ * writes an events-stream entry; temporary failures wait in a sorted set
+ * until a timer moves them back into the stream with a higher attempt
+ * count. hiredis does all RESP; its async API runs on our io_uring loop
+ * (queue_redis.c).
+ *
+ * Two connections: a blocking XREADGROUP holds its connection for up to
+ * block_ms, and an ack (or the data-sent state record the caller waits for
+ * before the final dot) must not queue behind it. So reads (XREADGROUP,
+ * XAUTOCLAIM) use one connection and everything else the other.
+ *
+ * Nothing is lost when Redis goes away: both connections reconnect with
+ * backoff (100 ms doubling to 5 s, jittered); writes wait in a bounded
+ * outbox and are re-sent in order after the reconnect; reads resume, first
+ * taking back this consumer's own pending entries. A write whose reply was
+ * lost may have been applied: every outcome script first XACKs and does
+ * nothing more when the entry was no longer pending, so a replay adds no
+ * second event and no second retry (done status 0).
+ *
+ * Delivery is at least once. An entry handed to the caller stays "in hand"
+ * (a set in this process) until its outcome is confirmed or it is released;
+ * an in-hand entry is never delivered twice by this queue (after a reconnect
+ * the pending scan skips it), while entries this process never saw (a reply
+ * lost with the connection, a dead consumer's entries) come back with
+ * from_pending = 1.
+ *
+ * Not thread-safe; one loop. Callbacks run from the loop.
+ */
+#ifndef RINGMAIL_QUEUE_H
+#define RINGMAIL_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "loop.h"
+
+/* One field of an entry: binary-safe, neither string NUL-terminated for
+ * sure. (The same layout as job.h's struct job_field.) */
+struct queue_field {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* A field from two C strings. */
+static inline struct queue_field queue_str(const char *name, const char *value)
+{
+    struct queue_field f = {name, strlen(name), value, strlen(value)};
+    return f;
+}
+
+struct queue_config {
+    /* Where: a unix socket path, else host (default "127.0.0.1") and port
+     * (default 6379). The host is resolved when connecting (blocking
+     * getaddrinfo in hiredis: use an address or a local name). */
+    const char *host;
+    unsigned port;
+    const char *unix_path;
+    unsigned db;          /* SELECT when not 0 */
+    const char *user;     /* AUTH user password (ACL), or NULL for AUTH password */
+    const char *password; /* NULL: no AUTH */
+    /* Keys (defaults: ringmail:jobs, ringmail, ringmail:events, ringmail:dead,
+     * ringmail:retry, ringmail:state:). In Redis Cluster give them all one
+     * hash tag ({rm}:jobs, ...): the scripts touch several in one call. */
+    const char *stream;
+    const char *group;
+    const char *events;
+    const char *dead;
+    const char *retry;
+    const char *state_prefix;
+    /* This consumer in the group: unique per host and worker
+     * ("hostname:pid:worker-N"). Required. */
+    const char *consumer;
+    uint64_t events_maxlen;     /* XADD MAXLEN ~ on events; 0: never trim (as config.h) */
+    unsigned batch;             /* most entries one read asks for (default 256) */
+    unsigned block_ms;          /* XREADGROUP BLOCK (default 1000) */
+    unsigned claim_min_idle_ms; /* XAUTOCLAIM min-idle (default 600000): above the slowest send */
+    unsigned claim_interval_ms; /* how often to look for a dead consumer's entries (default 5000) */
+    unsigned command_timeout_ms;  /* connect, and each reply (default 5000); a miss drops the
+                                     connection */
+    unsigned state_ttl;           /* seconds a state record lives (default 604800) */
+    unsigned promote_interval_ms; /* retry set -> stream timer (default 1000; UINT32_MAX: never) */
+    unsigned promote_batch;       /* most members one promote moves (default 1000) */
+    unsigned pipeline;            /* most writes in flight on the connection (default 256) */
+    unsigned outbox_max;          /* most writes waiting or in flight (default 65536) */
+    int keep_acked;               /* 0 (default): XDEL a finished entry, so the stream holds
+                                     only unfinished jobs; 1: leave it (other groups read it) */
+    unsigned backoff_min_ms;      /* reconnect backoff (default 100) */
+    unsigned backoff_max_ms;      /* (default 5000) */
+};
+
+/* An entry as delivered; every pointer is valid during the callback only. */
+struct queue_entry {
+    const char *id; /* "1700000000000-0" */
+    size_t nfields;
+    const struct queue_field *fields;
+};
+
+enum queue_state {
+    QUEUE_DOWN = 0, /* at least one connection is not ready */
+    QUEUE_UP = 1,   /* both connections ready */
+};
+/* "down", "up"; "unknown" outside the enum. */
+const char *queue_state_name(enum queue_state s);
+
+struct queue_callbacks {
+    /* A batch of jobs (n >= 1). from_pending: taken back from the group's
+     * pending list (this consumer's after a restart or reconnect, or claimed
+     * from a dead consumer): check the state record before sending. */
+    void (*entries)(void *user, const struct queue_entry *e, size_t n, int from_pending);
+    /* Readiness changed; detail says why when down (never a secret). May be NULL. */
+    void (*state)(void *user, enum queue_state st, const char *detail);
+};
+
+struct queue;
+
+/*
+ * Copies the config and starts connecting; never waits for Redis (a Redis
+ * that is down is retried with backoff). NULL with err written on a bad
+ * config or no memory.
+ */
+struct queue *queue_new(struct loop *loop, const struct queue_config *cfg,
+                        const struct queue_callbacks *cb, void *user, char *err, size_t errlen);
+/* Drops both connections. Writes not yet confirmed are dropped without
+ * their callbacks (their entries stay pending in Redis and come back):
+ * wait for queue_outbox_len() == 0 first to drain. No callback runs after
+ * this call. Safe from inside a queue callback (the memory then goes on the
+ * next loop iteration). NULL is a no-op. */
+void queue_free(struct queue *q);
+
+/*
+ * The caller can take up to max more entries now (replacing the previous
+ * figure; what is delivered counts against it). The queue keeps at most one
+ * read in flight, asking for min(max, batch): first its own pending entries
+ * (after start and every reconnect), then XAUTOCLAIM when due, else new
+ * entries with BLOCK block_ms. 0 stops further reads; a read already in
+ * flight may still deliver. Returns 0.
+ */
+int queue_fetch(struct queue *q, unsigned max);
+
+/*
+ * The result of a write. status 1: applied; 0: the outcome was not applied
+ * because the entry was no longer pending (already finished: a replay after
+ * a lost reply, or another consumer finished it); -1: Redis refused it (a
+ * wrong key type, a script error: logged). Writes are retried across
+ * reconnects until one of these.
+ */
+typedef void queue_done_fn(void *arg, int status);
+
+/* One events-stream entry's own fields (a recipient's, say). */
+struct queue_event {
+    const struct queue_field *fields;
+    size_t nfields;
+};
+
+/* The outcome of one entry. Limits: job + set 3000 fields, an event 1000,
+ * event_list 4096 entries. */
+struct queue_outcome {
+    const char *id; /* the stream entry ID */
+    /* Retry and dead: the entry's fields as received, and fields that replace
+     * those of the same name (or are appended): attempt, id, enqueued for a
+     * retry (see job.h), reason, attempt for a dead letter. */
+    const struct queue_field *job;
+    size_t njob;
+    const struct queue_field *set;
+    size_t nset;
+    /* Events-stream entries, each after the two fields the queue writes
+     * first: outcome (delivered, retry, dead) and entry (the ID). One entry
+     * of events; or, when event_list is given, one entry per element (a
+     * recipient each) instead; no_event: none at all (an ack whose outcome
+     * was already recorded). */
+    const struct queue_field *events;
+    size_t nevents;
+    const struct queue_event *event_list;
+    size_t nevent_list;
+    int no_event;
+    uint64_t delay_ms; /* retry: due this long after now by Redis's clock */
+};
+
+/*
+ * Outcome writes, each one atomic script (XACK first: nothing happens when
+ * the entry is not pending; XDEL unless keep_acked; the state record set to
+ * "done", "retry" or "dead"):
+ *   ack:   XADD events (each entry).
+ *   retry: ZADD retry (due, member: the job's fields with set applied,
+ *          serialised), XADD events.
+ *   dead:  XADD dead (the job's fields with set applied), XADD events.
+ * The entry leaves the in-hand set when the write is confirmed. done may
+ * be NULL. 0 queued; -1 with errno: EINVAL (bad arguments), ENOBUFS (the
+ * outbox is full: slow down), ENOMEM.
+ */
+int queue_ack(struct queue *q, const struct queue_outcome *o, queue_done_fn *done, void *arg);
+int queue_retry(struct queue *q, const struct queue_outcome *o, queue_done_fn *done, void *arg);
+int queue_dead(struct queue *q, const struct queue_outcome *o, queue_done_fn *done, void *arg);
+
+/* Forget an entry taken but not finished (shutting down): it stays pending
+ * in Redis and comes back after claim_min_idle_ms (XAUTOCLAIM). 0, or -1
+ * when it was not in hand. */
+int queue_release(struct queue *q, const char *id);
+
+/*
+ * State record state_prefix + id = state (EX state_ttl): "claimed" when
+ * work starts, "data-sent" before the final dot; wait for done (status 1)
+ * before sending that dot. Retried across reconnects like the outcomes.
+ */
+int queue_state_set(struct queue *q, const char *id, const char *state, queue_done_fn *done,
+                    void *arg);
+/* state: the record ("claimed", "data-sent", "done", "retry", "dead") or
+ * NULL when there is none; status 1 read, -1 refused. Retried across
+ * reconnects. The string is valid during the callback only. */
+typedef void queue_state_fn(void *arg, int status, const char *state);
+int queue_state_get(struct queue *q, const char *id, queue_state_fn *fn, void *arg);
+
+/* Move due members of the retry set into the stream now (the timer does it
+ * every promote_interval_ms). Safe on any number of workers and hosts at
+ * once. done (may be NULL) gets the number moved, or -1. Not retried: a
+ * promote lost with a connection simply runs again. -1 with ENOTCONN while
+ * the command connection is down. */
+typedef void queue_promote_fn(void *arg, long long moved);
+int queue_promote_due(struct queue *q, queue_promote_fn *done, void *arg);
+
+/* Redis-side lengths, read in one atomic script; -1 where unknown (a
+ * missing group). Not retried: ok 0 when the connection failed; -1 with
+ * ENOTCONN while it is down. */
+struct queue_lengths {
+    long long stream;  /* XLEN: unfinished jobs (without keep_acked) */
+    long long pending; /* XPENDING: delivered, not finished */
+    long long retry;   /* ZCARD of the retry set */
+    long long dead;    /* XLEN of the dead-letter stream */
+    long long events;  /* XLEN of the events stream */
+};
+typedef void queue_stats_fn(void *arg, int ok, const struct queue_lengths *len);
+int queue_stats(struct queue *q, queue_stats_fn *fn, void *arg);
+
+/* This process's own figures, for metrics and tests. */
+struct queue_counters {
+    enum queue_state state;
+    size_t outbox;                           /* writes waiting or in flight */
+    size_t in_hand;                          /* entries delivered and not finished */
+    uint64_t delivered;                      /* entries handed to the caller */
+    uint64_t redelivered;                    /* of those, from_pending */
+    uint64_t duplicates;                     /* pending entries skipped because in hand */
+    uint64_t acked, retried, dead, replayed; /* replayed: status 0 */
+    uint64_t write_errors;                   /* status -1 */
+    uint64_t connects;                       /* connections that reached ready, both links */
+    uint64_t connect_attempts;
+    uint64_t timeouts; /* connections dropped for a late reply */
+};
+void queue_counters(const struct queue *q, struct queue_counters *out);
+/* Writes waiting or in flight. */
+size_t queue_outbox_len(const struct queue *q);
+
+#endif

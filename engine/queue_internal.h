@@ -1,0 +1,108 @@
+/*
+ * queue_internal: what queue.c (life cycle, connections, reads, the in-hand
+ * set) and queue_out.c (the outbox: every write, retried across reconnects)
+ * share. Nobody else includes it.
+ */
+#ifndef RINGMAIL_QUEUE_INTERNAL_H
+#define RINGMAIL_QUEUE_INTERNAL_H
+
+#include "queue.h"
+#include "queue_redis.h"
+#include "queue_scripts.h"
+
+#include <stdbool.h>
+
+/* A stream entry ID as numbers: the in-hand set's key. {0, 0} is never a
+ * valid entry ID (XADD refuses 0-0), so it marks an empty hash slot. */
+struct queue_key {
+    uint64_t ms, seq;
+};
+
+/* A set of entry IDs: open addressing, linear probing. */
+struct queue_keyset {
+    struct queue_key *v;
+    size_t cap, len;
+};
+
+enum queue_op_kind {
+    QUEUE_OP_ACK = 1,
+    QUEUE_OP_RETRY = 2,
+    QUEUE_OP_DEAD = 3,
+    QUEUE_OP_STATE_SET = 4,
+    QUEUE_OP_STATE_GET = 5,
+    QUEUE_OP_PROMOTE = 6,
+    QUEUE_OP_STATS = 7,
+    QUEUE_OP_XACK = 8, /* cleanup of a pending entry whose content was deleted */
+};
+
+/* A write (or read) on the command connection, formatted once in RESP. The
+ * outbox is a list in submission order: a prefix already sent (waiting for
+ * replies, in order), then what waits for the connection. */
+struct queue_op {
+    struct queue_op *prev, *next;
+    struct queue *q;
+    enum queue_op_kind kind;
+    bool sent;
+    bool sticky; /* re-sent after a reconnect; otherwise failed to its callback */
+    char *cmd;
+    size_t len;
+    union {
+        queue_done_fn *done;
+        queue_state_fn *state;
+        queue_promote_fn *promote;
+        queue_stats_fn *stats;
+    } fn;
+    void *arg;
+    struct queue_key key; /* the entry leaving the in-hand set (ack, retry, dead) */
+    bool has_key;
+};
+
+struct queue {
+    struct loop *loop;
+    struct queue_config cfg; /* strings are our copies */
+    struct queue_callbacks cb;
+    void *user;
+    struct queue_redis *rd;  /* XREADGROUP, XAUTOCLAIM */
+    struct queue_redis *cmd; /* everything else */
+    enum queue_state state;
+    bool closing;             /* queue_free() called: no callback runs any more */
+    unsigned in_cb;           /* inside a caller's callback: queue_free() defers */
+    struct loop_timer reaper; /* the deferred queue_free() */
+    char sha[QUEUE_SCRIPT__COUNT][41];
+    char maxlen[24], ttl[16], keep[2];
+
+    /* Reads. */
+    unsigned credit;
+    bool read_inflight, need_pending, claim_due;
+    int read_kind;
+    char pend_cursor[48], claim_cursor[48];
+    struct loop_timer claim_timer, promote_timer;
+
+    /* Entries handed out and not finished; entries finished while a
+     * pending scan or claim was in flight (cleared at the next read). */
+    struct queue_keyset hand, fin;
+
+    /* The outbox. */
+    struct queue_op *out_head, *out_tail, *out_next;
+    size_t out_len;
+    unsigned out_inflight;
+    bool promote_queued;
+
+    struct queue_counters cnt;
+};
+
+/* queue.c */
+int queue_key_parse(const char *id, size_t len, struct queue_key *k);
+/* An outcome for k was confirmed: it leaves the in-hand set. */
+void queue_entry_finished(struct queue *q, const struct queue_key *k);
+
+/* queue_out.c */
+void queue_out_pump(struct queue *q);
+/* The command connection went down: everything in the outbox waits again. */
+void queue_out_reset(struct queue *q);
+/* queue_free(): drop every write without its callback. */
+void queue_out_clear(struct queue *q);
+/* XACK of a pending entry with no content left (internal, sticky). */
+void queue_out_xack(struct queue *q, const char *id);
+
+#endif

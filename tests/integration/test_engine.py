@@ -1,0 +1,437 @@
+#!/usr/bin/env python3
+"""The main job end to end: redis-server, ringmail-sink and `ringmail run`
+as real processes on loopback.
+
+usage: test_engine.py RINGMAIL SINK CASE
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import pki  # noqa: E402
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Redis:
+    def __init__(self, workdir, aof=False):
+        self.dir = os.path.join(workdir, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.aof = aof
+        self.start()
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                self.dir, "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        if self.aof:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not harness.wait_for(lambda: self.ping(), 10):
+            raise RuntimeError("redis-server did not start")
+
+    def cli(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port), "--no-auth-warning"] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        return p.stdout.strip()
+
+    def ping(self):
+        try:
+            return self.cli("PING") == "PONG"
+        except Exception:
+            return False
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+    def events(self):
+        """Every events-stream entry as a dict."""
+        out = []
+        raw = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", "XRANGE",
+                              "ringmail:events", "-", "+"], capture_output=True, text=True,
+                             timeout=60).stdout.split("\n")
+        i = 0
+        while i < len(raw):
+            if re.match(r"^\d+-\d+$", raw[i]):
+                i += 1
+                fields = {}
+                while i + 1 < len(raw) and not re.match(r"^\d+-\d+$", raw[i]):
+                    fields[raw[i]] = raw[i + 1]
+                    i += 2
+                out.append(fields)
+            else:
+                i += 1
+        return out
+
+
+CONFIG = """
+workers: {workers}
+ehlo_name: client.test
+shutdown_timeout: 20
+log_level: info
+redis:
+  url: redis://127.0.0.1:{redis_port}
+  claim_min_idle_ms: 3000
+  command_timeout_ms: 2000
+metrics:
+  listen: 127.0.0.1:{metrics_port}
+relays:
+  - name: default
+    host: localhost
+    port: {sink_port}
+    tls: starttls
+    ca_file: {ca}
+    connections: {connections}
+    timeouts: {{command: 10, data_done: 10}}
+retry:
+  schedule: [1, 1, 1]
+  max_age: 3600
+"""
+
+
+class Engine:
+    def __init__(self, env, workers=2, connections=4, instance=None):
+        self.path = os.path.join(env.dir, "ringmail-%d.yaml" % len(env.engines))
+        with open(self.path, "w") as f:
+            f.write(CONFIG.format(workers=workers, redis_port=env.redis.port,
+                                  sink_port=env.sink.port, ca=env.pki.path("root.pem"),
+                                  connections=connections, metrics_port=free_port()))
+        self.log = open(os.path.join(env.dir, "engine-%d.log" % len(env.engines)), "w+")
+        args = [env.ringmail, "run", "-c", self.path]
+        if instance:
+            args += ["--instance", instance]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        env.engines.append(self)
+
+    def workers(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return -9
+        return self.proc.returncode
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+
+class Env:
+    def __init__(self, ringmail, sink, sink_flags=(), aof=False):
+        self.ringmail = ringmail
+        self.sink_bin = sink
+        self.dir = tempfile.mkdtemp(prefix="ringmail-engine-")
+        self.pki = pki.make_all(os.path.join(self.dir, "pki"))
+        self.redis = Redis(self.dir, aof=aof)
+        self.ids = os.path.join(self.dir, "ids.txt")
+        self.sink = harness.Sink(sink, self.dir, "--ids", self.ids, *sink_flags,
+                                 cert=self.pki.path("good.chain.pem"),
+                                 key=self.pki.path("good.key"), store=False)
+        self.engines = []
+
+    def enqueue(self, count, *extra, to="rcpt@example.net"):
+        rc, out = harness.ringmail(self.ringmail, "enqueue", "-c", self.config(), "--from",
+                                   "sender@example.org", "--to", to, "--count", str(count),
+                                   "--size", "1024", "--quiet", *extra)
+        check(rc == 0, "enqueue: %d %s" % (rc, out))
+        return out
+
+    def config(self):
+        if not self.engines:
+            # enqueue before any engine: a config for the same Redis
+            path = os.path.join(self.dir, "enqueue.yaml")
+            with open(path, "w") as f:
+                f.write(CONFIG.format(workers=1, redis_port=self.redis.port,
+                                      sink_port=self.sink.port, ca=self.pki.path("root.pem"),
+                                      connections=1, metrics_port=free_port()))
+            return path
+        return self.engines[0].path
+
+    def delivered_ids(self):
+        self.sink.proc.poll()
+        try:
+            with open(self.ids) as f:
+                return [line.strip() for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def wait_events(self, n, status="delivered", timeout=120):
+        def done():
+            return self.count_events(status) >= n
+        harness.wait_for(done, timeout)
+        return self.count_events(status)
+
+    def count_events(self, status):
+        return sum(1 for e in self.redis.events() if e.get("status") == status)
+
+    def close(self):
+        for e in self.engines:
+            if e.proc.poll() is None:
+                e.proc.kill()
+        if self.sink.proc.poll() is None:
+            self.sink.proc.kill()
+        self.redis.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def sink_ids(env):
+    """Message-IDs the sink accepted, after it flushed them (SIGTERM)."""
+    env.sink.stop()
+    return env.delivered_ids()
+
+
+# ---- cases --------------------------------------------------------------------
+
+def case_smoke(env):
+    e = Engine(env, workers=2, connections=2)
+    env.enqueue(200)
+    n = env.wait_events(200, timeout=30)
+    check(n == 200, "200 delivered events, got %d" % n)
+    rc = e.stop()
+    check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
+    ids = sink_ids(env)
+    check(len(ids) == 200 and len(set(ids)) == 200, "sink ids %d/%d" % (len(ids), len(set(ids))))
+    print("\n".join(e.output().splitlines()[-8:]))
+
+
+def case_exactly_once_10k(env):
+    e = Engine(env, workers=2, connections=4)
+    env.enqueue(10000)
+    n = env.wait_events(10000, timeout=240)
+    check(n == 10000, "10000 delivered events, got %d" % n)
+    rc = e.stop()
+    check(rc == 0, "ringmail run exits 0 after SIGTERM, got %s" % rc)
+    ids = sink_ids(env)
+    print("events delivered: %d, sink messages: %d, unique: %d" % (n, len(ids), len(set(ids))))
+    check(len(ids) == 10000, "the sink got %d messages, want 10000" % len(ids))
+    check(len(set(ids)) == len(ids), "duplicates: %d" % (len(ids) - len(set(ids))))
+    check(env.redis.cli("XLEN", "ringmail:jobs") == "0", "the stream is empty")
+    fields = env.redis.events()[0]
+    for k in ("id", "rcpt", "status", "code", "enhanced", "reply", "relay", "attempt",
+              "latency_ms", "tls_version", "cipher", "ktls"):
+        check(k in fields, "events carry %s: %s" % (k, fields))
+
+
+def case_sigkill_workers(env):
+    # The sink answers the end of data slowly, so a kill lands mid-DATA often.
+    e = Engine(env, workers=2, connections=4)
+    total = 3000
+    env.enqueue(total)
+    kills = 0
+    deadline = time.time() + 120
+    harness.wait_for(lambda: env.count_events("delivered") > 50, 30)
+    while kills < 20 and time.time() < deadline:
+        time.sleep(0.4)
+        ws = e.workers()
+        if ws:
+            os.kill(ws[kills % len(ws)], signal.SIGKILL)
+            kills += 1
+    check(kills >= 20, "killed workers %d times" % kills)
+    during = env.count_events("delivered")
+    check(during < total, "the kills happened under load (%d of %d done)" % (during, total))
+    n = env.wait_events(total, timeout=240)
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    ids = sink_ids(env)
+    uniq = set(ids)
+    check(len(uniq) == total, "every job delivered: %d of %d" % (len(uniq), total))
+    dups = len(ids) - len(uniq)
+    resent = len(re.findall(r'"event":"job_resent"', e.output()))
+    print("kills=%d delivered=%d duplicates=%d resent_after_data_sent=%d events=%d" %
+          (kills, len(uniq), dups, resent, n))
+    check(dups <= resent, "every duplicate was a counted data-sent resend (%d > %d)" % (dups, resent))
+
+
+def case_redis_kill9(env):
+    e = Engine(env, workers=2, connections=4)
+    total = 4000
+    out = env.enqueue(total)
+    check("enqueued %d" % total in out, out)
+    harness.wait_for(lambda: env.count_events("delivered") > 200, 30)
+    env.redis.kill9()
+    time.sleep(1.0)
+    env.redis.start()
+    n = env.wait_events(total, timeout=240)
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    ids = set(sink_ids(env))
+    check(len(ids) == total, "no acknowledged job lost: %d of %d delivered" % (len(ids), total))
+    print("events after restart: %d" % n)
+
+
+def case_retry_then_deliver(env_factory):
+    env = env_factory(("--reply", "RCPT=451@2"))
+    try:
+        e = Engine(env, workers=1, connections=1)
+        env.enqueue(4)
+        n = env.wait_events(4, timeout=60)
+        check(n == 4, "all delivered in the end: %d" % n)
+        check(env.count_events("deferred") >= 1, "some deferred first")
+        e.stop()
+    finally:
+        env.close()
+
+
+def case_bounce_5yz(env_factory):
+    env = env_factory(("--reply", "RCPT=550"))
+    try:
+        e = Engine(env, workers=1, connections=1)
+        env.enqueue(3)
+        n = env.wait_events(3, status="bounced", timeout=60)
+        check(n == 3, "3 bounced: %d" % n)
+        time.sleep(2.5)
+        check(env.redis.cli("ZCARD", "ringmail:retry") == "0", "never retried")
+        check(env.count_events("deferred") == 0, "no deferral")
+        e.stop()
+    finally:
+        env.close()
+
+
+def case_poison_job(env):
+    e = Engine(env, workers=1, connections=2)
+    env.redis.cli("XADD", "ringmail:jobs", "*", "from", "a@example.org", "subject", "no to")
+    env.redis.cli("XADD", "ringmail:jobs", "*", "from", "a@example.org", "to",
+                  "b@example.net", "subject", "bad\r\nBcc: x@evil", "text", "x")
+    env.redis.cli("XADD", "ringmail:jobs", "*", "from", "a@example.org", "to",
+                  "b@example.net", "relay", "nope", "subject", "s", "text", "x")
+    env.enqueue(50)
+    n = env.wait_events(50, timeout=60)
+    check(n == 50, "the others flowed: %d" % n)
+    harness.wait_for(lambda: env.redis.cli("XLEN", "ringmail:dead") == "3", 10)
+    dead = subprocess.run(["redis-cli", "-p", str(env.redis.port), "--raw", "XRANGE",
+                           "ringmail:dead", "-", "+"], capture_output=True, text=True).stdout
+    print(dead)
+    check(env.redis.cli("XLEN", "ringmail:dead") == "3", "three dead letters")
+    check("reason" in dead, "dead letters carry a reason: " + dead)
+    check("relay: not a configured relay" in dead, "the unknown relay is the reason: " + dead)
+    check("missing" in dead or "no 'to'" in dead or "to:" in dead, "the missing 'to' is named")
+    check(env.count_events("dead") == 3, "a dead event each")
+    e.stop()
+
+
+def case_sigterm_drain(env):
+    e = Engine(env, workers=2, connections=4)
+    env.enqueue(3000)
+    harness.wait_for(lambda: env.count_events("delivered") > 100, 30)
+    rc = e.stop()
+    check(rc == 0, "clean drain exits 0, got %s" % rc)
+    pending = env.redis.cli("XPENDING", "ringmail:jobs", "ringmail")
+    done_before = env.count_events("delivered")
+    e2 = Engine(env, workers=2, connections=4)
+    n = env.wait_events(3000, timeout=120)
+    e2.stop()
+    ids = sink_ids(env)
+    check(len(set(ids)) == 3000, "nothing lost across the drain: %d" % len(set(ids)))
+    check(len(ids) == len(set(ids)), "no duplicates after a clean drain")
+    check(done_before < 3000, "SIGTERM came under load (%d of 3000 done)" % done_before)
+    print("delivered before SIGTERM: %d, pending then: %s, total: %d" %
+          (done_before, pending.split()[:1], n))
+
+
+def case_two_instances(env):
+    a = Engine(env, workers=1, connections=4, instance="host-a")
+    b = Engine(env, workers=1, connections=4, instance="host-b")
+    env.enqueue(4000)
+    n = env.wait_events(4000, timeout=180)
+    a.stop()
+    b.stop()
+    ids = sink_ids(env)
+    check(len(ids) == 4000 and len(set(ids)) == 4000,
+          "4000 delivered once across two hosts: %d/%d" % (len(ids), len(set(ids))))
+    both = subprocess.run(["redis-cli", "-p", str(env.redis.port), "XINFO", "CONSUMERS",
+                           "ringmail:jobs", "ringmail"], capture_output=True, text=True).stdout
+    check("host-a" in both and "host-b" in both, "both instances consumed: " + both)
+    print("events: %d" % n)
+
+
+def case_sighup_reload(env):
+    e = Engine(env, workers=2, connections=2)
+    env.enqueue(2000)
+    harness.wait_for(lambda: env.count_events("delivered") > 100, 30)
+    with open(e.path) as f:
+        text = f.read()
+    with open(e.path, "w") as f:
+        f.write(text.replace("connections: 2", "connections: 3"))
+    e.proc.send_signal(signal.SIGHUP)
+    n = env.wait_events(2000, timeout=120)
+    check(n == 2000, "all delivered across the reload: %d" % n)
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    out = e.output()
+    check('"event":"config_reloaded"' in out, "the reload finished")
+    check(out.count('"event":"worker_replaced"') == 2, "both workers replaced")
+    ids = sink_ids(env)
+    check(len(ids) == len(set(ids)) == 2000, "once each: %d/%d" % (len(ids), len(set(ids))))
+
+
+def main():
+    ringmail, sink, case = sys.argv[1:4]
+    if not shutil.which("redis-server"):
+        print("redis-server is not installed (tests/setup.sh installs it)")
+        return 77
+    fn = globals().get("case_" + case)
+    if not fn:
+        print("unknown case", case)
+        return 64
+    if case in ("retry_then_deliver", "bounce_5yz"):
+        fn(lambda flags: Env(ringmail, sink, flags))
+    else:
+        # A slow reply to the end of data keeps the load going while the test
+        # kills things, and makes a SIGKILL land mid-DATA often.
+        flags = {"sigkill_workers": ("--delay", "BDAT=50"),
+                 "sigterm_drain": ("--delay", "BDAT=50"),
+                 "redis_kill9": ("--delay", "BDAT=20"),
+                 "sighup_reload": ("--delay", "BDAT=20")}.get(case, ())
+        env = Env(ringmail, sink, flags, aof=(case == "redis_kill9"))
+        try:
+            fn(env)
+        finally:
+            if failures:
+                for e in env.engines:
+                    print("---- engine log (tail) ----")
+                    print("\n".join(e.output().splitlines()[-30:]))
+            env.close()
+    print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

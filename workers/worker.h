@@ -1,0 +1,50 @@
+/*
+ * worker: one worker process of `ringmail run` (see worker.c), and the
+ * state its job handling (worker_job.c) shares with it.
+ */
+#ifndef RINGMAIL_WORKER_H
+#define RINGMAIL_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp_auth.h"
+
+struct config;
+struct loop;
+struct pool;
+struct queue;
+struct tls_ctx;
+
+struct worker_relay {
+    struct tls_ctx *tls;
+    struct pool *pool;
+    struct smtp_auth_creds creds;
+};
+
+struct worker {
+    const struct config *cfg;
+    unsigned index;
+    struct loop *loop;
+    struct queue *q;
+    struct worker_relay *relays;
+    const char **relay_names; /* for job_parse: the first is the default */
+    size_t nrelays;
+    char consumer[256];
+    unsigned inflight, max_inflight;
+    int stopping;
+    uint64_t stop_deadline;
+    uint64_t rng;
+    /* Redelivered entries whose state record said data-sent (resent with
+     * the same Message-ID) or done (only acknowledged). */
+    uint64_t resent_data_sent, acked_done;
+};
+
+/* The process: returns its exit status (0 after a clean drain). */
+int worker_main(const struct config *cfg, unsigned index);
+/* Consumer names are PREFIX:worker-N (default: the EHLO name); a second
+ * engine instance on the same host needs its own prefix. */
+void worker_set_consumer_prefix(const char *prefix);
+void worker_refill(struct worker *w);
+
+#endif

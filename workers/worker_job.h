@@ -1,0 +1,12 @@
+/* worker_job: from a stream entry to its outcome (see worker.c). */
+#ifndef RINGMAIL_WORKER_JOB_H
+#define RINGMAIL_WORKER_JOB_H
+
+#include <stddef.h>
+
+#include "queue.h"
+
+void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int from_pending);
+void worker_on_queue_state(void *user, enum queue_state st, const char *detail);
+
+#endif
