@@ -223,12 +223,25 @@ def sink_ids(env):
 def case_smoke(env):
     e = Engine(env, workers=2, connections=2)
     env.enqueue(200)
-    n = env.wait_events(200, timeout=30)
-    check(n == 200, "200 delivered events, got %d" % n)
+    # And two jobs from message files (the 'data' field).
+    files = []
+    for i in (1, 2):
+        path = os.path.join(env.dir, "file%d.eml" % i)
+        with open(path, "w") as f:
+            f.write("From: a@example.org\nMessage-ID: <file-%d@example.org>\n"
+                    "Subject: file %d\n\nbody %d\n" % (i, i, i))
+        files.append(path)
+    rc, out = harness.ringmail(env.ringmail, "enqueue", "-c", e.path, "--from", "a@example.org",
+                               "--to", "b@example.net", "--quiet", *files)
+    check(rc == 0 and "enqueued 2 jobs" in out, "enqueue files: %d %s" % (rc, out))
+    n = env.wait_events(202, timeout=30)
+    check(n == 202, "202 delivered events, got %d" % n)
     rc = e.stop()
     check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
     ids = sink_ids(env)
-    check(len(ids) == 200 and len(set(ids)) == 200, "sink ids %d/%d" % (len(ids), len(set(ids))))
+    check(len(ids) == 202 and len(set(ids)) == 202, "sink ids %d/%d" % (len(ids), len(set(ids))))
+    check("<file-1@example.org>" in ids and "<file-2@example.org>" in ids,
+          "the files' own Message-IDs arrived")
     print("\n".join(e.output().splitlines()[-8:]))
 
 
