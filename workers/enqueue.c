@@ -17,6 +17,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "config.h"
 
@@ -173,38 +174,10 @@ fail:
     return NULL;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void progress(unsigned long done, unsigned long total, double t0)
 {
     int width = 40, fill = total ? (int)((double)done / (double)total * width) : width;
-    double dt = now_s() - t0;
+    double dt = cli_now_s() - t0;
     fprintf(stderr, "\r[%.*s%*s] %3d%% %lu/%lu %8.0f jobs/s", fill,
             "########################################", width - fill, "",
             total ? (int)(done * 100 / total) : 100, done, total, dt > 0 ? (double)done / dt : 0);
@@ -241,7 +214,7 @@ int cmd_enqueue(int argc, char **argv)
         bodies = calloc((size_t)o.nfiles, sizeof(*bodies));
         blen = calloc((size_t)o.nfiles, sizeof(*blen));
         for (i = 0; bodies && blen && i < (unsigned long)o.nfiles; i++) {
-            bodies[i] = read_file(o.files[i], &blen[i]);
+            bodies[i] = cli_read_file(o.files[i], &blen[i], (size_t)1 << 30);
             if (!bodies[i]) {
                 fprintf(stderr, "ringmail enqueue: cannot read %s: %s\n", o.files[i],
                         strerror(errno));
@@ -263,7 +236,7 @@ int cmd_enqueue(int argc, char **argv)
         rc = EX_UNAVAILABLE;
         goto out;
     }
-    t0 = now_s();
+    t0 = cli_now_s();
     while (acked < total) {
         unsigned long batch_end = sent + PIPELINE < total ? sent + PIPELINE : total;
         for (; sent < batch_end; sent++) {
@@ -333,8 +306,8 @@ int cmd_enqueue(int argc, char **argv)
     if (tty && !o.quiet)
         fputc('\n', stderr);
     printf("enqueued %lu jobs to %s in %.2f s (%.0f jobs/s)\n", acked,
-           o.stream ? o.stream : cfg->redis.stream, now_s() - t0,
-           (double)acked / (now_s() - t0 > 0 ? now_s() - t0 : 1));
+           o.stream ? o.stream : cfg->redis.stream, cli_now_s() - t0,
+           (double)acked / (cli_now_s() - t0 > 0 ? cli_now_s() - t0 : 1));
     redisFree(c);
 out:
     for (i = 0; bodies && i < (unsigned long)o.nfiles; i++)

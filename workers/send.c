@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "log.h"
 #include "loop.h"
@@ -272,10 +273,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
 static int resolve(const char *relay, char *host, size_t hostlen, struct sockaddr_storage *ss,
                    socklen_t *sslen)
 {
-    struct addrinfo hints, *res = NULL;
     const char *port = "587", *colon;
-    char portbuf[16];
-    int rc;
 
     if (relay[0] == '[') {
         const char *rb = strchr(relay, ']');
@@ -290,57 +288,19 @@ static int resolve(const char *relay, char *host, size_t hostlen, struct sockadd
     } else {
         snprintf(host, hostlen, "%s", relay);
     }
-    snprintf(portbuf, sizeof(portbuf), "%s", port);
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(host, portbuf, &hints, &res);
-    if (rc != 0) {
-        fprintf(stderr, "ringmail send: cannot resolve %s: %s\n", relay, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *sslen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-static char *read_file(const char *path, size_t *len, size_t limit)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    if (!f)
-        return NULL;
-    for (;;) {
-        size_t k;
-        if (n == cap) {
-            char *nb;
-            cap = cap ? cap * 2 : 65536;
-            if (cap > limit + 1)
-                cap = limit + 1;
-            nb = n < cap ? realloc(buf, cap) : NULL;
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                errno = n >= limit ? EFBIG : ENOMEM;
-                return NULL;
-            }
-            buf = nb;
+    {
+        char *end, err[256];
+        unsigned long p = strtoul(port, &end, 10);
+        if (*end || !*port || p == 0 || p > 65535) {
+            fprintf(stderr, "ringmail send: bad port in %s\n", relay);
+            return -1;
         }
-        k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
+        if (cli_resolve(host, (unsigned)p, ss, sslen, err, sizeof(err)) != 0) {
+            fprintf(stderr, "ringmail send: %s\n", err);
+            return -1;
+        }
     }
-    if (ferror(f)) {
-        free(buf);
-        fclose(f);
-        errno = EIO;
-        return NULL;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
+    return 0;
 }
 
 static int job_prepare(struct pool_job *pj, enum message_encoding enc)
@@ -427,17 +387,10 @@ static void raise_nofile(void)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int prepare_message(const struct send_opts *o, struct send_run *r)
 {
     size_t len = 0;
-    char *raw = read_file(o->file, &len, (size_t)1 << 30);
+    char *raw = cli_read_file(o->file, &len, (size_t)1 << 30);
     int rc;
     if (!raw) {
         fprintf(stderr, "ringmail send: cannot read %s: %s\n", o->file, strerror(errno));
@@ -501,22 +454,14 @@ static struct tls_ctx *make_tls(const struct send_opts *o, const char *host)
 
 static int make_creds(const struct send_opts *o, struct smtp_auth_creds *creds)
 {
-    char pw[SMTP_AUTH_FIELD_MAX + 2];
+    char pw[SMTP_AUTH_FIELD_MAX + 2], rerr[512];
     const char *err;
-    FILE *f;
-    size_t n;
     if (!o->user)
         return 0;
-    f = fopen(o->password_file, "r");
-    if (!f) {
-        fprintf(stderr, "ringmail send: cannot read %s: %s\n", o->password_file, strerror(errno));
+    if (cli_read_secret(o->password_file, pw, sizeof(pw), rerr, sizeof(rerr)) != 0) {
+        fprintf(stderr, "ringmail send: %s\n", rerr);
         return -1;
     }
-    if (!fgets(pw, sizeof(pw), f))
-        pw[0] = 0;
-    fclose(f);
-    n = strcspn(pw, "\r\n");
-    pw[n] = 0;
     if (smtp_auth_encode(o->user, pw, creds, &err) != 0) {
         fprintf(stderr, "ringmail send: %s\n", err);
         explicit_bzero(pw, sizeof(pw));
@@ -616,7 +561,7 @@ int cmd_send(int argc, char **argv)
     /* Memory before any connection exists (the loop's buffer pool and the
      * message are already allocated), for the idle-connection figure. */
     rss_before = rss_kib();
-    t0 = now_s();
+    t0 = cli_now_s();
     for (i = 0; i < o.count; i++) {
         struct send_job *j = &jobs[i];
         j->run = &r;
@@ -628,10 +573,10 @@ int cmd_send(int argc, char **argv)
         j->pj.done = job_done;
         pool_submit(pool, &j->pj);
     }
-    while (r.done < o.count && now_s() - t0 < (double)o.timeout_s)
+    while (r.done < o.count && cli_now_s() - t0 < (double)o.timeout_s)
         if (loop_run_once(r.loop, 1000) < 0)
             break;
-    elapsed = now_s() - t0;
+    elapsed = cli_now_s() - t0;
     if (!o.quiet)
         pool_foreach_conn(pool, print_conn, NULL);
     printf("sent %lu of %lu messages (%lu recipients delivered, %lu temporary, %lu permanent) "
@@ -648,8 +593,8 @@ int cmd_send(int argc, char **argv)
         printf("first failure: %s\n", r.first_failure);
     if (o.hold_s) {
         struct pool_stats ps;
-        double th = now_s();
-        while (now_s() - th < (double)o.hold_s)
+        double th = cli_now_s();
+        while (cli_now_s() - th < (double)o.hold_s)
             loop_run_once(r.loop, 200);
         pool_get_stats(pool, &ps);
         printf("held %u idle connections for %lu s: rss %ld KiB -> %ld KiB, %.1f KiB per "
@@ -675,13 +620,13 @@ int cmd_send(int argc, char **argv)
     pool_drain(pool);
     {
         struct pool_stats ps;
-        double t1 = now_s();
+        double t1 = cli_now_s();
         /* Until every connection said QUIT and close_notify and its memory
          * came back from the loop. */
         do {
             loop_run_once(r.loop, 100);
             pool_get_stats(pool, &ps);
-        } while ((ps.live || loop_slots_busy(r.loop)) && now_s() - t1 < 5);
+        } while ((ps.live || loop_slots_busy(r.loop)) && cli_now_s() - t1 < 5);
     }
 out:
     if (pool)

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "config.h"
 #include "job.h"
 #include "log.h"
@@ -47,42 +48,6 @@ static char consumer_prefix[128];
 void worker_set_consumer_prefix(const char *prefix)
 {
     snprintf(consumer_prefix, sizeof(consumer_prefix), "%s", prefix);
-}
-
-static int read_password(const char *path, char *out, size_t cap, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    size_t n;
-    if (!f) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!fgets(out, (int)cap, f))
-        out[0] = 0;
-    fclose(f);
-    n = strcspn(out, "\r\n");
-    out[n] = 0;
-    return 0;
-}
-
-static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len,
-                   char *err, size_t errlen)
-{
-    struct addrinfo hints, *res = NULL;
-    char p[16];
-    int rc;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(p, sizeof(p), "%u", port);
-    rc = getaddrinfo(host, p, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 static int setup_relays(struct worker *w, char *err, size_t errlen)
@@ -120,7 +85,7 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
             char pw[SMTP_AUTH_FIELD_MAX + 2];
             const char *ae;
             int rc;
-            if (read_password(r->password_file, pw, sizeof(pw), err, errlen) != 0)
+            if (cli_read_secret(r->password_file, pw, sizeof(pw), err, errlen) != 0)
                 return -1;
             rc = smtp_auth_encode(r->username, pw, &wr->creds, &ae);
             explicit_bzero(pw, sizeof(pw));
@@ -130,7 +95,7 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
             }
         }
         config_relay_pool_config(cfg, r, &pc);
-        if (resolve(r->host, r->port, &pc.addr, &pc.addrlen, e, sizeof(e)) != 0) {
+        if (cli_resolve(r->host, r->port, &pc.addr, &pc.addrlen, e, sizeof(e)) != 0) {
             snprintf(err, errlen, "relay %s: %s", r->name, e);
             return -1;
         }
@@ -167,7 +132,7 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
     qc.user = r->user;
     qc.password = r->password;
     if (r->password_file) {
-        if (read_password(r->password_file, pw, sizeof(pw), err, errlen) != 0)
+        if (cli_read_secret(r->password_file, pw, sizeof(pw), err, errlen) != 0)
             return -1;
         qc.password = pw;
     }
