@@ -501,6 +501,53 @@ static void on_claim_timer(void *ctx)
     next_read(q);
 }
 
+/*
+ * XAUTOCLAIM takes entries idle longer than claim_min_idle_ms from any
+ * consumer, a live one included. An entry this process still works on (a
+ * slow relay, a long queue for a connection) must not look idle: every
+ * third of that time its idle clock is reset with XCLAIM ... JUSTID, which
+ * changes neither the owner nor the delivery count.
+ */
+#define REFRESH_BATCH 500
+
+static void on_refresh_reply(void *priv, redisReply *reply)
+{
+    (void)priv;
+    (void)reply; /* best effort: the next round tries again */
+}
+
+static void on_refresh_timer(void *ctx)
+{
+    struct queue *q = ctx;
+    const char *argv[6 + REFRESH_BATCH];
+    size_t lens[6 + REFRESH_BATCH], i;
+    char ids[REFRESH_BATCH][44];
+    int n = 0;
+
+    loop_timer_arm(q->loop, &q->refresh_timer,
+                   q->cfg.claim_min_idle_ms / 3 > 1000 ? q->cfg.claim_min_idle_ms / 3 : 1000);
+    if (q->closing || !q->hand.len || !queue_redis_ready(q->cmd))
+        return;
+    for (i = 0; i <= q->hand.cap; i++) {
+        if (n && (n == REFRESH_BATCH || i == q->hand.cap)) {
+            const char *head[] = {"XCLAIM", q->cfg.stream, q->cfg.group, q->cfg.consumer, "0"};
+            int k, argc = 0;
+            for (k = 0; k < 5; k++)
+                argv[argc++] = head[k];
+            for (k = 0; k < n; k++)
+                argv[argc++] = ids[k];
+            argv[argc++] = "JUSTID";
+            for (k = 0; k < argc; k++)
+                lens[k] = strlen(argv[k]);
+            queue_redis_command(q->cmd, 0, 0, argc, argv, lens, on_refresh_reply, q);
+            n = 0;
+        }
+        if (i < q->hand.cap && !key_empty(&q->hand.v[i]))
+            snprintf(ids[n++], sizeof(ids[0]), "%llu-%llu", (unsigned long long)q->hand.v[i].ms,
+                     (unsigned long long)q->hand.v[i].seq);
+    }
+}
+
 static void on_promote_done(void *arg, long long moved)
 {
     struct queue *q = arg;
@@ -639,6 +686,7 @@ struct queue *queue_new(struct loop *loop, const struct queue_config *cfg,
     loop_timer_init(&q->claim_timer, on_claim_timer, q);
     loop_timer_init(&q->promote_timer, on_promote_timer, q);
     loop_timer_init(&q->reaper, on_reaper, q);
+    loop_timer_init(&q->refresh_timer, on_refresh_timer, q);
 
     rc.host = q->cfg.host;
     rc.port = q->cfg.port;
@@ -662,6 +710,8 @@ struct queue *queue_new(struct loop *loop, const struct queue_config *cfg,
         goto fail;
     }
     if (loop_timer_arm(loop, &q->claim_timer, q->cfg.claim_interval_ms) ||
+        loop_timer_arm(loop, &q->refresh_timer,
+                       q->cfg.claim_min_idle_ms / 3 > 1000 ? q->cfg.claim_min_idle_ms / 3 : 1000) ||
         (q->cfg.promote_interval_ms != UINT32_MAX &&
          loop_timer_arm(loop, &q->promote_timer, q->cfg.promote_interval_ms))) {
         e = "out of memory";
@@ -679,6 +729,7 @@ static void teardown(struct queue *q)
 {
     loop_timer_disarm(q->loop, &q->reaper);
     loop_timer_disarm(q->loop, &q->claim_timer);
+    loop_timer_disarm(q->loop, &q->refresh_timer);
     loop_timer_disarm(q->loop, &q->promote_timer);
     /* Their pending callbacks run now with NULL replies and see closing. */
     queue_redis_free(q->rd);

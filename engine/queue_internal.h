@@ -76,7 +76,7 @@ struct queue {
     bool read_inflight, need_pending, claim_due;
     int read_kind;
     char pend_cursor[48], claim_cursor[48];
-    struct loop_timer claim_timer, promote_timer;
+    struct loop_timer claim_timer, promote_timer, refresh_timer;
 
     /* Entries handed out and not finished; entries finished while a
      * pending scan or claim was in flight (cleared at the next read). */

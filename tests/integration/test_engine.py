@@ -415,6 +415,21 @@ def case_sighup_reload(env):
     check(len(ids) == len(set(ids)) == 2000, "once each: %d/%d" % (len(ids), len(set(ids))))
 
 
+def case_long_send_not_stolen(env):
+    # Each end of data is answered after 7 s, longer than claim_min_idle_ms
+    # (3 s here): the worker keeps its entries fresh, so the other worker's
+    # XAUTOCLAIM never steals one that is still being sent.
+    e = Engine(env, workers=2, connections=1)
+    env.enqueue(4)
+    n = env.wait_events(4, timeout=90)
+    check(n == 4, "4 delivered: %d" % n)
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    ids = sink_ids(env)
+    check(len(ids) == 4 and len(set(ids)) == 4, "each once: %s" % ids)
+    check('"event":"job_resent"' not in e.output(), "nothing was claimed and resent")
+
+
 def main():
     ringmail, sink, case = sys.argv[1:4]
     if not shutil.which("redis-server"):
@@ -432,7 +447,8 @@ def main():
         flags = {"sigkill_workers": ("--delay", "BDAT=50"),
                  "sigterm_drain": ("--delay", "BDAT=50"),
                  "redis_kill9": ("--delay", "BDAT=20"),
-                 "sighup_reload": ("--delay", "BDAT=20")}.get(case, ())
+                 "sighup_reload": ("--delay", "BDAT=20"),
+                 "long_send_not_stolen": ("--delay", "BDAT=7000")}.get(case, ())
         env = Env(ringmail, sink, flags, aof=(case == "redis_kill9"))
         try:
             fn(env)
