@@ -6,6 +6,8 @@
  */
 #include "pool.h"
 
+#include "metrics.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,7 @@ struct pool_slot {
     enum slot_state st;
     struct pool_job *job;
     int was_ready;
+    int mslot; /* metrics connection slot, -1: none */
     unsigned backoff_ms;
     struct loop_timer retry;
 };
@@ -135,13 +138,14 @@ static void on_ready(struct conn *c, void *user)
 {
     struct pool_slot *s = user;
     struct pool *p = s->pool;
-    (void)c;
     if (s->st == PS_CLOSING)
         return;
     if (!s->was_ready) {
         s->was_ready = 1;
         s->backoff_ms = 0;
         p->st.handshakes++;
+        metrics_handshake(p->cfg.metrics, p->cfg.metrics_relay, 1);
+        metrics_conn_tls(p->cfg.metrics, s->mslot, conn_tls_facts(c));
         p->consecutive_fail = 0;
         p->policy_fail = 0;
     }
@@ -163,10 +167,11 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
     struct pool_slot *s = user;
     struct pool *p = s->pool;
     struct pool_job *j = s->job;
-    (void)txn;
     s->job = NULL;
     s->st = PS_IDLE;
     p->inflight--;
+    if (txn->delivered)
+        metrics_conn_message(p->cfg.metrics, s->mslot, txn->body_len);
     p->st.jobs_done++;
     j->done(j, SMTP_CLIENT_R_NONE, NULL, conn_tls_facts(c));
 }
@@ -204,6 +209,16 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
     s->st = PS_EMPTY;
     s->was_ready = 0;
     p->live--;
+    if (reason != SMTP_CLIENT_R_NONE) {
+        metrics_conn_error(p->cfg.metrics, s->mslot);
+        if (policy_reason(reason)) /* TLS and STARTTLS policy refusals only */
+            metrics_tls_failure(p->cfg.metrics, p->cfg.metrics_relay, reason);
+        if (reason == SMTP_CLIENT_R_HANDSHAKE || reason == SMTP_CLIENT_R_CERT_VERIFY ||
+            reason == SMTP_CLIENT_R_PROTOCOL_VERSION)
+            metrics_handshake(p->cfg.metrics, p->cfg.metrics_relay, 0);
+    }
+    metrics_conn_close(p->cfg.metrics, s->mslot);
+    s->mslot = -1;
     if (reason != SMTP_CLIENT_R_NONE) {
         p->st.failures++;
         p->last_reason = reason;
@@ -269,6 +284,7 @@ static void open_slot(struct pool_slot *s)
     }
     s->st = PS_CONNECTING;
     p->live++;
+    s->mslot = metrics_conn_open(p->cfg.metrics, p->cfg.metrics_relay);
 }
 
 static void on_retry(void *ctx)
@@ -344,6 +360,7 @@ struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *er
     for (i = 0; i < p->cfg.connections; i++) {
         p->slots[i].pool = p;
         p->slots[i].index = i;
+        p->slots[i].mslot = -1;
         loop_timer_init(&p->slots[i].retry, on_retry, &p->slots[i]);
     }
     for (i = 0; i < p->cfg.connections; i++)

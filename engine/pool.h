@@ -19,6 +19,7 @@
 #include "conn.h"
 
 struct pool_job;
+struct metrics_worker;
 
 /* Called once per job with its results filled. conn_reason: the connection
  * failure that decided it, or SMTP_CLIENT_R_NONE. facts: the TLS facts of
@@ -60,7 +61,10 @@ struct pool_config {
     /* Consecutive failed connection attempts, with no connection up, after
      * which queued jobs fail instead of waiting (default: connections). */
     unsigned fail_queued_after;
-    unsigned breaker_threshold;   /* consecutive policy failures that open it (default 3) */
+    unsigned breaker_threshold; /* consecutive policy failures that open it (default 3) */
+    /* Where this worker's counters for this relay go (NULL: nowhere). */
+    struct metrics_worker *metrics;
+    unsigned metrics_relay;
     unsigned breaker_cooldown_ms; /* how long it stays open (default 5 min) */
 };
 

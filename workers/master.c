@@ -25,6 +25,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "worker.h"
 
 #define MAX_WORKERS 256
 /* A worker that dies within this long of starting is crash-looping. */
@@ -52,6 +54,8 @@ struct master {
     int stopping;
     uint64_t kill_at_ms;
     unsigned long restarts;
+    struct metrics *metrics;
+    struct metrics_http *http;
 };
 
 static uint64_t now_ms(void)
@@ -87,7 +91,10 @@ static void start_worker(struct master *m, unsigned i)
         /* The worker must not outlive the master, nor inherit its signal
          * plumbing. */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        close(m->sfd);
+        /* Nothing of the master's: not its signalfd, not the metrics
+         * listener or a scrape in progress (a worker holding those would
+         * keep a port or a client hanging). */
+        close_range(3, ~0U, 0);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         _exit(m->worker(m->cfg, i));
@@ -143,6 +150,8 @@ static void on_exit_of(struct master *m, unsigned i, int status)
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 
     s->pid = 0;
+    /* Its connections are gone: their series go with them. */
+    metrics_worker_reset(m->metrics, i);
     snprintf(idx, sizeof(idx), "%u", i);
     describe_status(status, st, sizeof(st));
     if (m->stopping) {
@@ -171,6 +180,7 @@ static void on_exit_of(struct master *m, unsigned i, int status)
         s->backoff_ms = RESTART_MAX_MS;
     s->start_at_ms = now_ms() + s->backoff_ms;
     m->restarts++;
+    metrics_worker_restart(m->metrics);
     log_event(LOG_WARN, "worker_died", "worker", idx, "status", st, NULL);
 }
 
@@ -221,6 +231,36 @@ static void begin_reload(struct master *m)
     reload_next(m);
 }
 
+/*
+ * Counters in shared memory mapped before any fork, and the endpoint that
+ * renders them. Relays and the worker count are fixed here: a reload that
+ * adds relays or workers gets their counters after a restart.
+ */
+static void start_metrics(struct master *m)
+{
+    const char *names[256];
+    unsigned conns = 16, i;
+    char err[256];
+
+    for (i = 0; i < m->cfg->nrelays && i < 256; i++) {
+        names[i] = m->cfg->relays[i].name;
+        conns += m->cfg->relays[i].connections * 2; /* rotation overlaps old and new */
+    }
+    m->metrics = metrics_create(m->nworkers, i, names, conns, err, sizeof(err));
+    if (!m->metrics) {
+        log_event(LOG_ERROR, "metrics_failed", "error", err, NULL);
+        return;
+    }
+    worker_set_metrics(m->metrics);
+    m->http = metrics_http_start(m->metrics, m->cfg->metrics.host, m->cfg->metrics.port,
+                                 m->cfg->metrics.per_connection, err, sizeof(err));
+    if (!m->http)
+        log_event(LOG_ERROR, "metrics_listen_failed", "listen", m->cfg->metrics.listen, "error",
+                  err, NULL);
+    else
+        log_event(LOG_INFO, "metrics_listening", "listen", m->cfg->metrics.listen, NULL);
+}
+
 static int live(const struct master *m)
 {
     unsigned i;
@@ -257,6 +297,7 @@ int master_run(const char *config_path, struct config *cfg, master_worker_fn *wo
         snprintf(n, sizeof(n), "%u", m.nworkers);
         log_event(LOG_INFO, "master_started", "workers", n, "config", config_path, NULL);
     }
+    start_metrics(&m);
     for (i = 0; i < m.nworkers; i++)
         start_worker(&m, i);
 
@@ -302,6 +343,8 @@ int master_run(const char *config_path, struct config *cfg, master_worker_fn *wo
                 start_worker(&m, i);
     }
     log_event(LOG_INFO, "master_stopped", NULL);
+    metrics_http_stop(m.http);
+    metrics_free(m.metrics);
     close(m.sfd);
     config_free(m.cfg);
     config_free(m.next_cfg);

@@ -29,6 +29,7 @@
 #include "job.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pool.h"
 #include "queue.h"
 #include "smtp_auth.h"
@@ -44,6 +45,12 @@ static void on_stop_signal(int sig)
 }
 
 static char consumer_prefix[128];
+static struct metrics *shared_metrics;
+
+void worker_set_metrics(struct metrics *m)
+{
+    shared_metrics = m;
+}
 
 void worker_set_consumer_prefix(const char *prefix)
 {
@@ -101,6 +108,8 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
         }
         pc.name = r->name;
         pc.tls = wr->tls;
+        pc.metrics = w->mw;
+        pc.metrics_relay = (unsigned)i;
         pc.smtp.ehlo_name = cfg->ehlo_name;
         pc.smtp.tls_mode =
             r->tls == CONFIG_TLS_IMPLICIT ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
@@ -156,6 +165,24 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
     return w->q ? 0 : -1;
 }
 
+static void on_queue_lengths(void *arg, int ok, const struct queue_lengths *len)
+{
+    (void)arg;
+    if (ok && shared_metrics)
+        metrics_set_queue(shared_metrics, len->stream > 0 ? (uint64_t)len->stream : 0,
+                          len->pending > 0 ? (uint64_t)len->pending : 0,
+                          len->retry > 0 ? (uint64_t)len->retry : 0,
+                          len->dead > 0 ? (uint64_t)len->dead : 0);
+}
+
+/* Worker 0 reads the Redis-side lengths for the queue gauges. */
+static void on_stats_timer(void *ctx)
+{
+    struct worker *w = ctx;
+    loop_timer_arm(w->loop, &w->stats_timer, 5000);
+    queue_stats(w->q, on_queue_lengths, w);
+}
+
 /* Ask for as many entries as there is room for. */
 void worker_refill(struct worker *w)
 {
@@ -196,6 +223,8 @@ static int drained(struct worker *w)
 static void teardown(struct worker *w)
 {
     size_t i;
+    if (w->loop)
+        loop_timer_disarm(w->loop, &w->stats_timer);
     for (i = 0; i < w->nrelays; i++)
         if (w->relays[i].pool)
             pool_free(w->relays[i].pool);
@@ -235,6 +264,7 @@ int worker_main(const struct config *cfg, unsigned index)
         w.rng = (uint64_t)getpid() * 2654435761u;
     w.rng |= 1;
 
+    w.mw = shared_metrics ? metrics_worker(shared_metrics, index) : NULL;
     memset(&lc, 0, sizeof(lc));
     lc.buf_count = 256;
     for (i = 0; i < cfg->nrelays; i++)
@@ -252,6 +282,9 @@ int worker_main(const struct config *cfg, unsigned index)
         return 78;
     }
     log_event(LOG_INFO, "worker_ready", "worker", idx, "consumer", w.consumer, NULL);
+    loop_timer_init(&w.stats_timer, on_stats_timer, &w);
+    if (index == 0 && shared_metrics)
+        loop_timer_arm(w.loop, &w.stats_timer, 1000);
     worker_refill(&w);
     while (!w.stopping || !drained(&w)) {
         if (loop_run_once(w.loop, 200) < 0)

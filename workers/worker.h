@@ -8,9 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "loop.h"
 #include "smtp_auth.h"
 
 struct config;
+struct metrics;
+struct metrics_worker;
 struct loop;
 struct pool;
 struct queue;
@@ -38,6 +41,8 @@ struct worker {
     /* Redelivered entries whose state record said data-sent (resent with
      * the same Message-ID) or done (only acknowledged). */
     uint64_t resent_data_sent, acked_done;
+    struct metrics_worker *mw; /* NULL when metrics are off */
+    struct loop_timer stats_timer;
 };
 
 /* The process: returns its exit status (0 after a clean drain). */
@@ -45,6 +50,8 @@ int worker_main(const struct config *cfg, unsigned index);
 /* Consumer names are PREFIX:worker-N (default: the EHLO name); a second
  * engine instance on the same host needs its own prefix. */
 void worker_set_consumer_prefix(const char *prefix);
+/* The shared-memory counters the master mapped before forking. */
+void worker_set_metrics(struct metrics *m);
 void worker_refill(struct worker *w);
 
 #endif

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "metrics.h"
 #include "pool.h"
 #include "worker.h"
 
@@ -27,7 +28,8 @@ struct wjob {
     char *fbuf;
     struct smtp_client_rcpt_result *results;
     char *wire;
-    int resent; /* redelivered with state data-sent */
+    int resent;         /* redelivered with state data-sent */
+    uint64_t submitted; /* loop clock when handed to the pool */
 };
 
 /* Up to this many recipients' events in one outcome, each EVENT_FIELDS. */
@@ -101,8 +103,10 @@ static void wjob_finish(struct wjob *wj)
 static void on_written(void *arg, int status)
 {
     struct wjob *wj = arg;
-    if (status < 0)
+    if (status < 0) {
         log_event(LOG_ERROR, "outcome_write_failed", "entry", wj->entry, NULL);
+        metrics_redis_error(wj->w->mw);
+    }
     wjob_finish(wj);
 }
 
@@ -146,6 +150,21 @@ static void event_add(struct events *ev, struct wjob *wj, const char *rcpt, cons
     ev->n++;
 }
 
+/* Counters for one recipient's outcome; latency only once it is final. */
+static void record(struct wjob *wj, const char *status)
+{
+    struct worker *w = wj->w;
+    unsigned relay = wj->job ? (unsigned)job_relay_index(wj->job) : 0;
+    enum metrics_status st = !strcmp(status, "delivered") ? METRICS_DELIVERED
+                             : !strcmp(status, "bounced") ? METRICS_BOUNCED
+                             : !strcmp(status, "dead")    ? METRICS_DEAD
+                                                          : METRICS_DEFERRED;
+    metrics_message(w->mw, relay, st);
+    if (st != METRICS_DEFERRED && wj->job)
+        metrics_latency(w->mw, relay,
+                        (double)(wall_ms() - (uint64_t)job_enqueued_ms(wj->job)) / 1000.0);
+}
+
 /* A job that cannot be delivered at all (malformed, expired, exhausted). */
 static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
 {
@@ -159,6 +178,7 @@ static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
         ev = &local;
         event_add(ev, wj, "", "dead", NULL, wj->job ? job_relay(wj->job) : "", NULL);
         ev->f[5] = queue_str("reply", reason);
+        record(wj, "dead");
     }
     snprintf(attempt, sizeof(attempt), "%d", wj->job ? job_attempt(wj->job) : 1);
     set[0] = queue_str("reason", reason);
@@ -262,7 +282,11 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
             status = exhausted || expired ? "dead" : "deferred";
         }
         event_add(&ev, wj, rcpts[i], status, r, job_relay(wj->job), tf);
+        record(wj, status);
     }
+    if (reason == SMTP_CLIENT_R_NONE)
+        metrics_txn_duration(w->mw, (unsigned)job_relay_index(wj->job),
+                             (double)(loop_now_ms(w->loop) - wj->submitted) / 1000.0);
     if (ntemp && (exhausted || expired)) {
         dead_letter(wj, expired ? "expired before delivery" : "delivery attempts exhausted", &ev);
         return;
@@ -310,6 +334,7 @@ static void submit(struct wjob *wj)
     wj->pj.txn.results = wj->results;
     wj->pj.prepare = on_prepare;
     wj->pj.done = on_done;
+    wj->submitted = loop_now_ms(w->loop);
     pool_submit(w->relays[job_relay_index(wj->job)].pool, &wj->pj);
 }
 
@@ -424,6 +449,9 @@ void worker_on_queue_state(void *user, enum queue_state st, const char *detail)
     struct worker *w = user;
     char idx[16];
     snprintf(idx, sizeof(idx), "%u", w->index);
+    metrics_set_redis_up(w->mw, st == QUEUE_UP);
+    if (st != QUEUE_UP)
+        metrics_redis_error(w->mw);
     log_event(st == QUEUE_UP ? LOG_INFO : LOG_WARN, "redis_state", "worker", idx, "state",
               queue_state_name(st), "detail", detail ? detail : "", NULL);
 }

@@ -114,10 +114,11 @@ retry:
 class Engine:
     def __init__(self, env, workers=2, connections=4, instance=None):
         self.path = os.path.join(env.dir, "ringmail-%d.yaml" % len(env.engines))
+        self.metrics_port = free_port()
         with open(self.path, "w") as f:
             f.write(CONFIG.format(workers=workers, redis_port=env.redis.port,
                                   sink_port=env.sink.port, ca=env.pki.path("root.pem"),
-                                  connections=connections, metrics_port=free_port()))
+                                  connections=connections, metrics_port=self.metrics_port))
         self.log = open(os.path.join(env.dir, "engine-%d.log" % len(env.engines)), "w+")
         args = [env.ringmail, "run", "-c", self.path]
         if instance:
@@ -428,6 +429,79 @@ def case_long_send_not_stolen(env):
     ids = sink_ids(env)
     check(len(ids) == 4 and len(set(ids)) == 4, "each once: %s" % ids)
     check('"event":"job_resent"' not in e.output(), "nothing was claimed and resent")
+
+
+def http_get(port, path):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, "", e.read().decode()
+
+
+def case_metrics_scrape(env):
+    e = Engine(env, workers=2, connections=2)
+    env.enqueue(300)
+    n = env.wait_events(300, timeout=60)
+    check(n == 300, "300 delivered: %d" % n)
+    harness.wait_for(lambda: http_get(e.metrics_port, "/readyz")[0] == 200, 10)
+    status, ctype, body = http_get(e.metrics_port, "/metrics")
+    check(status == 200 and ctype.startswith("text/plain; version=0.0.4"), "scrape %s %s" % (status, ctype))
+    info = [l for l in body.splitlines() if l.startswith("ringmail_connection_info{")]
+    check(len(info) == 4, "one info series per live connection (4): %d\n%s" % (len(info), "\n".join(info)))
+    for line in info:
+        for label in ('relay="default"', "worker=", "conn=", 'tls_version="TLSv1.3"', "cipher=",
+                      "group=", 'ktls_tx="0"', 'verify="ok"'):
+            check(label in line, "%s in %s" % (label, line))
+    m = re.search(r'^ringmail_messages_total\{relay="default",status="delivered"\} (\d+)', body, re.M)
+    check(m and int(m.group(1)) == 300, "delivered counter = 300: %s" % (m and m.group(0)))
+    for name in ("ringmail_tls_handshakes_total", "ringmail_delivery_latency_seconds_bucket",
+                 "ringmail_smtp_transaction_duration_seconds_count", "ringmail_worker_restarts_total",
+                 "ringmail_relay_verified_connections", "ringmail_connection_peer_cert_not_after_seconds"):
+        check(name in body, "%s in the scrape" % name)
+    check(http_get(e.metrics_port, "/healthz")[0] == 200, "healthz")
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+        check(p.returncode == 0, "promtool check metrics: %s %s" % (p.stdout, p.stderr))
+    else:
+        print("promtool not installed: the format check was not run")
+    # The monitoring path end to end: a real Prometheus scrapes the engine.
+    if shutil.which("prometheus"):
+        prom_port = free_port()
+        pdir = os.path.join(env.dir, "prom")
+        os.makedirs(pdir)
+        with open(os.path.join(pdir, "prometheus.yml"), "w") as f:
+            f.write("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: ringmail\n"
+                    "    static_configs: [{targets: ['127.0.0.1:%d']}]\n" % e.metrics_port)
+        prom = subprocess.Popen(["prometheus", "--config.file", os.path.join(pdir, "prometheus.yml"),
+                                 "--storage.tsdb.path", os.path.join(pdir, "data"),
+                                 "--web.listen-address", "127.0.0.1:%d" % prom_port],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import json
+        import urllib.parse
+        q = urllib.parse.quote('sum(ringmail_messages_total{status="delivered"})')
+        value = [None]
+
+        def answered():
+            try:
+                st, _, b = http_get(prom_port, "/api/v1/query?query=" + q)
+                r = json.loads(b)["data"]["result"] if st == 200 else []
+                value[0] = r[0]["value"][1] if r else None
+            except Exception:
+                value[0] = None
+            return value[0] is not None
+        harness.wait_for(answered, 60)
+        prom.terminate()
+        prom.wait()
+        check(value[0] == "300", "PromQL through a real Prometheus gives 300: %s" % value[0])
+    else:
+        check(False, "prometheus is not installed (tests/setup.sh installs it)")
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    stats = env.sink.stop()
+    check(stats.get("messages") == 300, "the sink received what the counters say: %s" % stats.get("messages"))
 
 
 def main():
