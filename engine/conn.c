@@ -791,6 +791,7 @@ struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
         goto fail;
     }
     arm_timer(c);
+    log_event(LOG_DEBUG, "connection_opened", "relay", c->name, NULL);
     return c;
 fail:
     if (c->fd >= 0)

@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level min_level = LOG_INFO;
 
@@ -98,10 +100,11 @@ static void log_eventv(enum log_level l, int limited, const char *event, va_list
     va_list ap;
     struct timespec ts;
     struct tm tm;
-    char tbuf[32];
+    char tbuf[32], *line = NULL;
+    size_t len = 0;
     const char *key, *first = NULL;
     long suppressed = 0;
-    FILE *f = stderr;
+    FILE *f;
 
     if (!log_enabled(l))
         return;
@@ -115,9 +118,14 @@ static void log_eventv(enum log_level l, int limited, const char *event, va_list
         if (suppressed < 0)
             return;
     }
+    /* The line is built in memory and written with one write(2): the
+     * master and its workers share stderr, and their lines must not
+     * interleave. */
+    f = open_memstream(&line, &len);
+    if (!f)
+        return;
     gmtime_r(&ts.tv_sec, &tm);
     strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-    flockfile(f);
     fprintf(f, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":", tbuf, ts.tv_nsec / 1000000,
             log_level_name(l));
     put_json(f, event);
@@ -136,7 +144,16 @@ static void log_eventv(enum log_level l, int limited, const char *event, va_list
     if (suppressed > 0)
         fprintf(f, ",\"suppressed\":%ld", suppressed);
     fputs("}\n", f);
-    funlockfile(f);
+    if (fclose(f) == 0) {
+        size_t off = 0;
+        while (off < len) {
+            ssize_t n = write(STDERR_FILENO, line + off, len - off);
+            if (n <= 0)
+                break;
+            off += (size_t)n;
+        }
+    }
+    free(line);
 }
 
 void log_event(enum log_level l, const char *event, ...)

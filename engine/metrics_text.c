@@ -426,7 +426,19 @@ int metrics_render(const struct metrics *m, int per_conn, FILE *out)
 
     if (m->tls_stat_path[0]) {
         struct kstat k = {.out = out};
-        if (metrics_tls_stat_read(m->tls_stat_path, kstat_line, &k) == 0 && k.have_tx_sw) {
+        int have = metrics_tls_stat_read(m->tls_stat_path, kstat_line, &k) == 0;
+        /* kTLS is expected wherever the kernel's tls module is loaded (the
+         * file exists): an operator loads it for the offload. Alerts compare
+         * this with ringmail_relay_ktls_connections. */
+        family(out, "ringmail_relay_ktls_expected", "gauge",
+               "1 when kernel TLS is available to this relay's connections (the tls module is "
+               "loaded).");
+        for (unsigned r = 0; r < nr; r++) {
+            fputs("ringmail_relay_ktls_expected{", out);
+            relay_label(out, m, r);
+            fprintf(out, "} %d\n", have ? 1 : 0);
+        }
+        if (have && k.have_tx_sw) {
             /* The kernel counts every kTLS socket of the network namespace,
              * other programs' too, so only a deficit is certain: the kernel
              * holds fewer TX sockets than ringmail believes it has. */

@@ -283,6 +283,13 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
         }
         event_add(&ev, wj, rcpts[i], status, r, job_relay(wj->job), tf);
         record(wj, status);
+        if (log_enabled(LOG_DEBUG)) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", r->code);
+            log_event(LOG_DEBUG, "delivery", "id", job_id(wj->job), "rcpt", rcpts[i], "status",
+                      status, "code", code, "enhanced", r->enhanced, "reply", r->reply, "relay",
+                      job_relay(wj->job), NULL);
+        }
     }
     if (reason == SMTP_CLIENT_R_NONE)
         metrics_txn_duration(w->mw, (unsigned)job_relay_index(wj->job),

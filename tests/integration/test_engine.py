@@ -112,13 +112,14 @@ retry:
 
 
 class Engine:
-    def __init__(self, env, workers=2, connections=4, instance=None):
+    def __init__(self, env, workers=2, connections=4, instance=None, log_level="info"):
         self.path = os.path.join(env.dir, "ringmail-%d.yaml" % len(env.engines))
         self.metrics_port = free_port()
         with open(self.path, "w") as f:
             f.write(CONFIG.format(workers=workers, redis_port=env.redis.port,
                                   sink_port=env.sink.port, ca=env.pki.path("root.pem"),
-                                  connections=connections, metrics_port=self.metrics_port))
+                                  connections=connections, metrics_port=self.metrics_port)
+                    .replace("log_level: info", "log_level: " + log_level))
         self.log = open(os.path.join(env.dir, "engine-%d.log" % len(env.engines)), "w+")
         args = [env.ringmail, "run", "-c", self.path]
         if instance:
@@ -222,7 +223,7 @@ def sink_ids(env):
 # ---- cases --------------------------------------------------------------------
 
 def case_smoke(env):
-    e = Engine(env, workers=2, connections=2)
+    e = Engine(env, workers=2, connections=2, log_level="debug")
     env.enqueue(200)
     # And two jobs from message files (the 'data' field).
     files = []
@@ -241,6 +242,23 @@ def case_smoke(env):
     check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
     ids = sink_ids(env)
     check(len(ids) == 202 and len(set(ids)) == 202, "sink ids %d/%d" % (len(ids), len(set(ids))))
+    # Logs: one JSON object per line with a level and an event; handshakes
+    # with their facts, outcomes at debug; never a message body.
+    import json
+    events = []
+    for line in e.output().splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            check(False, "a log line that is not JSON: %r" % line)
+            continue
+        check("level" in obj and "event" in obj and "ts" in obj, "structured: %r" % line)
+        events.append(obj["event"])
+    for ev in ("master_started", "worker_ready", "tls_handshake", "connection_opened",
+               "delivery", "worker_stopped"):
+        check(ev in events, "a %s log line" % ev)
+    check("abcdefghijklmnopqrstuvwxyz0123456789" not in e.output(), "no message body in the logs")
+    check("body 1" not in e.output(), "no message body in the logs")
     check("<file-1@example.org>" in ids and "<file-2@example.org>" in ids,
           "the files' own Message-IDs arrived")
     print("\n".join(e.output().splitlines()[-8:]))
