@@ -50,13 +50,14 @@ for _ in $(seq 50); do
 done
 sink_port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/sink.out")
 
+metrics_listen=127.0.0.1:$(free_port)
 cat > "$work/ringmail.yaml" <<YAML
 workers: $workers
 ehlo_name: quickstart.localhost
 redis:
   url: redis://127.0.0.1:$redis_port
 metrics:
-  listen: 127.0.0.1:$(free_port)
+  listen: $metrics_listen
 relays:
   - name: default
     host: localhost
@@ -83,6 +84,9 @@ while :; do
     sleep 0.2
 done
 end=$(date +%s.%N)
+sleep 1
+python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://$metrics_listen/metrics" > "$work/metrics.txt" 2>/dev/null || true
 kill -TERM "$engine_pid"
 wait "$engine_pid" || true
 kill -TERM "$sink_pid"
@@ -99,6 +103,8 @@ print("== delivered %d of %d jobs (the sink received %d messages) in %.2f s: %.0
 PY
 echo "== every outcome is on the Redis stream ringmail:events (XRANGE ringmail:events - + COUNT 1):"
 redis-cli -p "$redis_port" XRANGE ringmail:events - + COUNT 1 | paste -sd' ' | cut -c1-400
-echo "== metrics: ringmail does not serve /metrics yet (that is the observability work);"
-echo "   the engine's JSON log is what ran: $(grep -c . "$work/engine.log") lines, e.g.:"
+echo "== metrics were served at http://$metrics_listen/metrics while it ran (scraped once):"
+grep '^ringmail_messages_total.*delivered' "$work/metrics.txt" || true
+grep '^ringmail_connection_info' "$work/metrics.txt" | head -2 || true
+echo "== the engine's log is JSON lines on stderr, e.g.:"
 grep '"event":"tls_handshake"' "$work/engine.log" | head -1
