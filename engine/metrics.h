@@ -154,9 +154,11 @@ int metrics_render(const struct metrics *m, int per_connection, FILE *out);
 
 /*
  * Serve GET /metrics, /healthz and /readyz on host:port (a numeric IPv4 or
- * IPv6 address; port 0 picks a free port) from a libmicrohttpd thread in
- * the calling process. It only reads m. NULL with err written when the
- * address is bad or cannot be bound.
+ * IPv6 address; port 0 picks a free port) with libmicrohttpd, driven by the
+ * caller's loop (no thread: the master forks, and fork and threads do not
+ * mix): poll metrics_http_fd() for input, at most metrics_http_timeout_ms()
+ * (-1: no deadline), then call metrics_http_run(). It only reads m. NULL
+ * with err written when the address is bad or cannot be bound.
  *
  * Fork note: a worker forked after this inherits the listening socket and
  * any scrape connection open at that instant (fork copies descriptors, not
@@ -167,9 +169,12 @@ int metrics_render(const struct metrics *m, int per_connection, FILE *out);
  */
 struct metrics_http *metrics_http_start(struct metrics *m, const char *host, unsigned port,
                                         int per_connection, char *err, size_t errlen);
+int metrics_http_fd(const struct metrics_http *h);
+void metrics_http_run(struct metrics_http *h);
+int metrics_http_timeout_ms(const struct metrics_http *h);
 /* The port actually bound (useful after port 0). */
 unsigned metrics_http_port(const struct metrics_http *h);
-/* Stops the thread and closes the socket. NULL is fine. */
+/* Closes the socket and every scrape connection. NULL is fine. */
 void metrics_http_stop(struct metrics_http *h);
 
 #endif

@@ -138,7 +138,10 @@ struct metrics_http *metrics_http_start(struct metrics *m, const char *host, uns
     struct metrics_http *h = NULL;
     struct addrinfo hints = {0}, *ai = NULL;
     char portbuf[16];
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* No thread of its own: the master forks workers, and a fork while
+     * another thread holds a lock (the allocator's) can deadlock the
+     * child. The master polls metrics_http_fd() in its own loop. */
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     const union MHD_DaemonInfo *info;
     int gai;
 
@@ -183,6 +186,29 @@ struct metrics_http *metrics_http_start(struct metrics *m, const char *host, uns
 out:
     freeaddrinfo(ai);
     return h;
+}
+
+int metrics_http_fd(const struct metrics_http *h)
+{
+    const union MHD_DaemonInfo *info;
+    if (!h)
+        return -1;
+    info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+    return info ? info->epoll_fd : -1;
+}
+
+void metrics_http_run(struct metrics_http *h)
+{
+    if (h)
+        MHD_run(h->d);
+}
+
+int metrics_http_timeout_ms(const struct metrics_http *h)
+{
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (!h || MHD_get_timeout(h->d, &ms) != MHD_YES)
+        return -1;
+    return ms > 60000 ? 60000 : (int)ms;
 }
 
 unsigned metrics_http_port(const struct metrics_http *h)

@@ -233,8 +233,10 @@ static void begin_reload(struct master *m)
 
 /*
  * Counters in shared memory mapped before any fork, and the endpoint that
- * renders them. Relays and the worker count are fixed here: a reload that
- * adds relays or workers gets their counters after a restart.
+ * renders them. The endpoint has no thread of its own: the master forks
+ * (restarts, reloads), and a fork while another thread holds a lock (the
+ * allocator's, ASan's) leaves the child deadlocked on its first malloc. Relays and the worker count
+ * are fixed here: a reload that adds relays or workers gets their counters after a restart.
  */
 static void start_metrics(struct master *m)
 {
@@ -302,9 +304,10 @@ int master_run(const char *config_path, struct config *cfg, master_worker_fn *wo
         start_worker(&m, i);
 
     for (;;) {
-        struct pollfd pfd = {m.sfd, POLLIN, 0};
+        /* Signals and the metrics endpoint, in one thread: see start_metrics. */
+        struct pollfd pfd[2] = {{m.sfd, POLLIN, 0}, {metrics_http_fd(m.http), POLLIN, 0}};
         uint64_t now = now_ms(), next = 0;
-        int timeout = -1;
+        int timeout = -1, http_ms = metrics_http_timeout_ms(m.http);
 
         for (i = 0; i < m.nworkers; i++)
             if (m.slots[i].start_at_ms && (!next || m.slots[i].start_at_ms < next))
@@ -313,7 +316,9 @@ int master_run(const char *config_path, struct config *cfg, master_worker_fn *wo
             next = m.kill_at_ms;
         if (next)
             timeout = next > now ? (int)(next - now) : 0;
-        if (poll(&pfd, 1, timeout) > 0) {
+        if (http_ms >= 0 && (timeout < 0 || http_ms < timeout))
+            timeout = http_ms;
+        if (poll(pfd, m.http ? 2 : 1, timeout) > 0 && (pfd[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(m.sfd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGCHLD)
@@ -324,6 +329,7 @@ int master_run(const char *config_path, struct config *cfg, master_worker_fn *wo
                     begin_stop(&m);
             }
         }
+        metrics_http_run(m.http);
         reap(&m); /* SIGCHLDs coalesce: reap whatever is there */
         now = now_ms();
         if (m.stopping) {
