@@ -8,84 +8,11 @@
  * per-command allocation: a transaction remembers how many MAIL, RCPT and
  * DATA/BDAT replies are still due.
  */
-#include "smtp_client.h"
+#include "smtp_client_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define EVQ_MAX    8
-#define SEG_MAX    8
-#define OBUF_FLOOR 256
-/* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
-#define ADDR_MAX 254
-/* RFC 5321 4.5.3.1.2: a domain is at most 255 octets. */
-#define EHLO_NAME_MAX 255
-
-enum state {
-    ST_GREETING = 1,
-    ST_EHLO,
-    ST_STARTTLS,
-    ST_TLS_WAIT,
-    ST_AUTH_PLAIN,
-    ST_AUTH_LOGIN,
-    ST_AUTH_LOGIN_USER,
-    ST_AUTH_LOGIN_PASS,
-    ST_READY,
-    ST_TXN,
-    ST_NOOP,
-    ST_RSET,
-    ST_QUIT,
-    ST_CLOSED,
-    ST_FAILED,
-};
-
-/* Where a transaction stands once the envelope replies are in. */
-enum phase {
-    PH_ENVELOPE = 1, /* MAIL/RCPT (and a pipelined DATA/BDAT) replies due */
-    PH_DATA,         /* DATA sent, its 354 due */
-    PH_BODY,         /* body sent after 354, final reply due */
-    PH_DOT_ABORT,    /* lone "." sent after an unwanted 354 */
-    PH_BDAT,         /* BDAT chunk sent, its reply due */
-};
-
-struct seg {
-    const char *ptr; /* body pieces: caller memory */
-    size_t off;      /* text pieces: offset in obuf (which may move) */
-    size_t len;
-    int body;
-};
-
-struct smtp_client {
-    enum state st;
-    enum smtp_client_tls_mode tls_mode;
-    int tls;
-    int pipelining_allowed;
-    int pipeline_body;
-    char *ehlo_name;
-    char *plain_b64, *user_b64, *pass_b64;
-    struct smtp_reply_parser *parser;
-    struct smtp_ehlo caps;
-    int auth_before_tls; /* AUTH was offered in the plaintext EHLO */
-
-    char *obuf;
-    size_t ocap, olen;
-    struct seg segs[SEG_MAX];
-    size_t nseg, seg_sent; /* bytes of segs[0] already sent */
-
-    struct smtp_client_event evq[EVQ_MAX];
-    size_t evhead, evcount;
-
-    /* The transaction in flight. */
-    struct smtp_client_txn *txn;
-    enum phase phase;
-    int lockstep; /* no PIPELINING: one command per round trip */
-    int bdat;     /* CHUNKING: the body goes as one BDAT LAST chunk */
-    int mail_due, mail_ok;
-    size_t rcpt_sent, rcpt_replied;
-    int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
-    int oom;         /* queueing output failed: the session cannot go on */
-};
 
 static const char *const reason_names[SMTP_CLIENT_R_COUNT] = {
     "none",          "protocol",          "greeting",  "ehlo",
@@ -127,7 +54,7 @@ const char *smtp_client_event_name(enum smtp_client_event_type t)
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void copy_text(char *dst, size_t cap, const char *src, size_t len)
+void smtp_client_copy_text(char *dst, size_t cap, const char *src, size_t len)
 {
     if (len >= cap)
         len = cap - 1;
@@ -135,7 +62,8 @@ static void copy_text(char *dst, size_t cap, const char *src, size_t len)
     dst[len] = 0;
 }
 
-static struct smtp_client_event *push_event(struct smtp_client *c, enum smtp_client_event_type t)
+struct smtp_client_event *smtp_client_push_event(struct smtp_client *c,
+                                                 enum smtp_client_event_type t)
 {
     struct smtp_client_event *ev;
     /* feed() keeps two slots free before each reply, and a reply queues at
@@ -165,12 +93,12 @@ static int out_reserve(struct smtp_client *c, size_t more)
 }
 
 /* Queue command text, the pieces concatenated (NULL ends the list). */
-static int out_cmd(struct smtp_client *c, const char *a, const char *b, const char *d,
-                   const char *e)
+int smtp_client_out_cmd(struct smtp_client *c, const char *a, const char *b, const char *d,
+                        const char *e)
 {
     const char *parts[4] = {a, b, d, e};
     size_t total = 2, i;
-    struct seg *s;
+    struct smtp_client_seg *s;
     for (i = 0; i < 4 && parts[i]; i++)
         total += strlen(parts[i]);
     if (out_reserve(c, total) < 0) {
@@ -202,9 +130,9 @@ static int out_cmd(struct smtp_client *c, const char *a, const char *b, const ch
     return 0;
 }
 
-static int out_body(struct smtp_client *c, const void *p, size_t len)
+int smtp_client_out_body(struct smtp_client *c, const void *p, size_t len)
 {
-    struct seg *s;
+    struct smtp_client_seg *s;
     if (c->nseg == SEG_MAX) {
         c->oom = 1;
         return -1;
@@ -220,7 +148,7 @@ static int out_body(struct smtp_client *c, const void *p, size_t len)
 
 /* ---- failure and completion ------------------------------------------ */
 
-static enum smtp_client_outcome outcome_of(int code)
+enum smtp_client_outcome smtp_client_outcome_of(int code)
 {
     if (code >= 200 && code < 300)
         return SMTP_CLIENT_DELIVERED;
@@ -229,28 +157,28 @@ static enum smtp_client_outcome outcome_of(int code)
     return SMTP_CLIENT_PERMANENT;
 }
 
-static void set_result(struct smtp_client_rcpt_result *res, enum smtp_client_outcome o,
-                       enum smtp_client_reason reason, int code, const char *enhanced,
-                       const char *text, size_t text_len)
+void smtp_client_set_result(struct smtp_client_rcpt_result *res, enum smtp_client_outcome o,
+                            enum smtp_client_reason reason, int code, const char *enhanced,
+                            const char *text, size_t text_len)
 {
     res->outcome = o;
     res->reason = reason;
     res->code = code;
-    copy_text(res->enhanced, sizeof(res->enhanced), enhanced ? enhanced : "",
-              enhanced ? strlen(enhanced) : 0);
-    copy_text(res->reply, sizeof(res->reply), text ? text : "", text ? text_len : 0);
+    smtp_client_copy_text(res->enhanced, sizeof(res->enhanced), enhanced ? enhanced : "",
+                          enhanced ? strlen(enhanced) : 0);
+    smtp_client_copy_text(res->reply, sizeof(res->reply), text ? text : "", text ? text_len : 0);
 }
 
 /* Decide every recipient still pending (accepted or not yet answered). */
-static void settle_pending(struct smtp_client_txn *t, enum smtp_client_outcome o,
-                           enum smtp_client_reason reason, int code, const char *enhanced,
-                           const char *text, size_t text_len)
+void smtp_client_settle_pending(struct smtp_client_txn *t, enum smtp_client_outcome o,
+                                enum smtp_client_reason reason, int code, const char *enhanced,
+                                const char *text, size_t text_len)
 {
     size_t i;
     for (i = 0; i < t->nrcpt; i++) {
         if (t->results[i].outcome != SMTP_CLIENT_PENDING)
             continue;
-        set_result(&t->results[i], o, reason, code, enhanced, text, text_len);
+        smtp_client_set_result(&t->results[i], o, reason, code, enhanced, text, text_len);
         if (o == SMTP_CLIENT_DELIVERED)
             t->delivered++;
     }
@@ -260,8 +188,8 @@ static void settle_pending(struct smtp_client_txn *t, enum smtp_client_outcome o
  * The connection is unusable. quit: the session is still in step, so a
  * QUIT is polite and safe (never after an injection or a garbled reply).
  */
-static void fail(struct smtp_client *c, enum smtp_client_reason reason, const struct smtp_reply *r,
-                 const char *detail, int quit)
+void smtp_client_fail(struct smtp_client *c, enum smtp_client_reason reason,
+                      const struct smtp_reply *r, const char *detail, int quit)
 {
     struct smtp_client_event *ev;
     char text[SMTP_CLIENT_REPLY_TEXT_MAX];
@@ -282,15 +210,15 @@ static void fail(struct smtp_client *c, enum smtp_client_reason reason, const st
             break;
         }
     }
-    ev = push_event(c, SMTP_CLIENT_EV_FAILED);
+    ev = smtp_client_push_event(c, SMTP_CLIENT_EV_FAILED);
     ev->reason = reason;
     ev->code = r ? r->code : 0;
     if (r)
-        copy_text(ev->enhanced, sizeof(ev->enhanced), r->enhanced, strlen(r->enhanced));
-    copy_text(ev->text, sizeof(ev->text), text, strlen(text));
+        smtp_client_copy_text(ev->enhanced, sizeof(ev->enhanced), r->enhanced, strlen(r->enhanced));
+    smtp_client_copy_text(ev->text, sizeof(ev->text), text, strlen(text));
     if (c->txn) {
-        settle_pending(c->txn, SMTP_CLIENT_TEMPORARY, reason, ev->code, ev->enhanced, text,
-                       strlen(text));
+        smtp_client_settle_pending(c->txn, SMTP_CLIENT_TEMPORARY, reason, ev->code, ev->enhanced,
+                                   text, strlen(text));
         ev->txn = c->txn;
         c->txn = NULL;
     }
@@ -300,35 +228,35 @@ static void fail(struct smtp_client *c, enum smtp_client_reason reason, const st
     c->seg_sent = 0;
     c->olen = 0;
     if (quit)
-        out_cmd(c, "QUIT", NULL, NULL, NULL);
+        smtp_client_out_cmd(c, "QUIT", NULL, NULL, NULL);
     c->st = ST_FAILED;
 }
 
 /* Out of memory while queueing is the one local failure of the core. */
-static void check_oom(struct smtp_client *c)
+void smtp_client_check_oom(struct smtp_client *c)
 {
     if (c->oom)
-        fail(c, SMTP_CLIENT_R_LOCAL, NULL, "out of memory queueing a command", 0);
+        smtp_client_fail(c, SMTP_CLIENT_R_LOCAL, NULL, "out of memory queueing a command", 0);
 }
 
-static void ready(struct smtp_client *c)
+void smtp_client_ready(struct smtp_client *c)
 {
     c->st = ST_READY;
-    push_event(c, SMTP_CLIENT_EV_READY);
+    smtp_client_push_event(c, SMTP_CLIENT_EV_READY);
 }
 
 /* The transaction is decided. clean: it ended with a 2xx to the data, so
  * the server has reset itself; otherwise RSET before the next one. */
-static void txn_done(struct smtp_client *c, int clean)
+void smtp_client_txn_done(struct smtp_client *c, int clean)
 {
-    struct smtp_client_event *ev = push_event(c, SMTP_CLIENT_EV_TXN_DONE);
+    struct smtp_client_event *ev = smtp_client_push_event(c, SMTP_CLIENT_EV_TXN_DONE);
     ev->txn = c->txn;
     c->txn = NULL;
     if (clean) {
-        ready(c);
+        smtp_client_ready(c);
     } else {
         c->st = ST_RSET;
-        out_cmd(c, "RSET", NULL, NULL, NULL);
+        smtp_client_out_cmd(c, "RSET", NULL, NULL, NULL);
     }
 }
 
@@ -362,7 +290,7 @@ static const char *check_b64(const char *s)
 }
 
 /* An address must not be able to change the command it goes into. */
-static const char *check_addr(const char *a, int null_ok)
+const char *smtp_client_check_addr(const char *a, int null_ok)
 {
     size_t n = a ? strlen(a) : 0, i;
     int quoted = 0;
@@ -438,7 +366,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg, const 
         goto nomem;
     if (c->tls_mode == SMTP_CLIENT_IMPLICIT_TLS) {
         c->st = ST_TLS_WAIT;
-        push_event(c, SMTP_CLIENT_EV_NEED_TLS);
+        smtp_client_push_event(c, SMTP_CLIENT_EV_NEED_TLS);
     } else {
         c->st = ST_GREETING;
     }
@@ -473,7 +401,7 @@ void smtp_client_free(struct smtp_client *c)
 
 /* ---- the session before READY ---------------------------------------- */
 
-static int is_421(const struct smtp_reply *r)
+int smtp_client_is_421(const struct smtp_reply *r)
 {
     return r->code == 421;
 }
@@ -481,342 +409,101 @@ static int is_421(const struct smtp_reply *r)
 static void send_ehlo(struct smtp_client *c)
 {
     c->st = ST_EHLO;
-    out_cmd(c, "EHLO ", c->ehlo_name, NULL, NULL);
+    smtp_client_out_cmd(c, "EHLO ", c->ehlo_name, NULL, NULL);
 }
 
 static void on_greeting(struct smtp_client *c, const struct smtp_reply *r)
 {
     if (r->code == 220)
         send_ehlo(c);
-    else if (is_421(r))
-        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+    else if (smtp_client_is_421(r))
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
     else /* RFC 5321 3.1: after a 554 greeting the client should QUIT. */
-        fail(c, SMTP_CLIENT_R_GREETING, r, NULL, 1);
+        smtp_client_fail(c, SMTP_CLIENT_R_GREETING, r, NULL, 1);
 }
 
 static void start_auth(struct smtp_client *c)
 {
     if (!(c->caps.ext & SMTP_EXT_AUTH) || !(c->caps.auth & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
-        fail(c, SMTP_CLIENT_R_AUTH, NULL,
-             c->auth_before_tls && !(c->caps.ext & SMTP_EXT_AUTH)
-                 ? "AUTH offered only before TLS; credentials withheld"
-                 : "no supported AUTH mechanism (PLAIN, LOGIN) offered over TLS",
-             1);
+        smtp_client_fail(c, SMTP_CLIENT_R_AUTH, NULL,
+                         c->auth_before_tls && !(c->caps.ext & SMTP_EXT_AUTH)
+                             ? "AUTH offered only before TLS; credentials withheld"
+                             : "no supported AUTH mechanism (PLAIN, LOGIN) offered over TLS",
+                         1);
         return;
     }
     if (c->caps.auth & SMTP_AUTH_PLAIN) {
         c->st = ST_AUTH_PLAIN;
-        out_cmd(c, "AUTH PLAIN ", c->plain_b64, NULL, NULL);
+        smtp_client_out_cmd(c, "AUTH PLAIN ", c->plain_b64, NULL, NULL);
     } else {
         c->st = ST_AUTH_LOGIN;
-        out_cmd(c, "AUTH LOGIN", NULL, NULL, NULL);
+        smtp_client_out_cmd(c, "AUTH LOGIN", NULL, NULL, NULL);
     }
 }
 
 static void on_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 {
     if (r->code != 250) {
-        if (is_421(r))
-            fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        if (smtp_client_is_421(r))
+            smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
         else /* No HELO fallback: STARTTLS needs ESMTP. */
-            fail(c, SMTP_CLIENT_R_EHLO, r, NULL, 1);
+            smtp_client_fail(c, SMTP_CLIENT_R_EHLO, r, NULL, 1);
         return;
     }
     smtp_ehlo_parse(r, &c->caps);
     if (!c->tls) {
         c->auth_before_tls = (c->caps.ext & SMTP_EXT_AUTH) != 0;
         if (!(c->caps.ext & SMTP_EXT_STARTTLS)) {
-            fail(c, SMTP_CLIENT_R_NO_STARTTLS, NULL, "server does not offer STARTTLS", 1);
+            smtp_client_fail(c, SMTP_CLIENT_R_NO_STARTTLS, NULL, "server does not offer STARTTLS",
+                             1);
             return;
         }
         /* STARTTLS goes alone: nothing may follow it in its group. */
         c->st = ST_STARTTLS;
-        out_cmd(c, "STARTTLS", NULL, NULL, NULL);
+        smtp_client_out_cmd(c, "STARTTLS", NULL, NULL, NULL);
         return;
     }
     if (c->plain_b64)
         start_auth(c);
     else
-        ready(c);
+        smtp_client_ready(c);
 }
 
 static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
 {
     if (r->code == 220) {
         c->st = ST_TLS_WAIT;
-        push_event(c, SMTP_CLIENT_EV_NEED_TLS);
-    } else if (is_421(r)) {
-        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        smtp_client_push_event(c, SMTP_CLIENT_EV_NEED_TLS);
+    } else if (smtp_client_is_421(r)) {
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
     } else if (r->code >= 400) {
-        fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 1);
+        smtp_client_fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 1);
     } else {
         /* A 2xx/3xx other than 220 would let a server (or an attacker) keep
          * the session in plaintext: never continue, never QUIT politely. */
-        fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 0);
+        smtp_client_fail(c, SMTP_CLIENT_R_STARTTLS_REJECTED, r, NULL, 0);
     }
 }
 
 static void on_auth(struct smtp_client *c, const struct smtp_reply *r)
 {
     if (r->code == 235 && (c->st == ST_AUTH_PLAIN || c->st == ST_AUTH_LOGIN_PASS)) {
-        ready(c);
+        smtp_client_ready(c);
     } else if (r->code == 334 && c->st == ST_AUTH_LOGIN) {
         c->st = ST_AUTH_LOGIN_USER;
-        out_cmd(c, c->user_b64, NULL, NULL, NULL);
+        smtp_client_out_cmd(c, c->user_b64, NULL, NULL, NULL);
     } else if (r->code == 334 && c->st == ST_AUTH_LOGIN_USER) {
         c->st = ST_AUTH_LOGIN_PASS;
-        out_cmd(c, c->pass_b64, NULL, NULL, NULL);
-    } else if (is_421(r)) {
-        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        smtp_client_out_cmd(c, c->pass_b64, NULL, NULL, NULL);
+    } else if (smtp_client_is_421(r)) {
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
     } else if (r->code == 334) {
         /* A challenge we did not expect: cancel the exchange (RFC 4954 4). */
-        out_cmd(c, "*", NULL, NULL, NULL);
-        fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 0);
+        smtp_client_out_cmd(c, "*", NULL, NULL, NULL);
+        smtp_client_fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 0);
     } else {
-        fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 1);
+        smtp_client_fail(c, SMTP_CLIENT_R_AUTH, r, NULL, 1);
     }
-}
-
-/* ---- transactions ----------------------------------------------------- */
-
-static void send_rcpt(struct smtp_client *c)
-{
-    out_cmd(c, "RCPT TO:<", c->txn->rcpts[c->rcpt_sent++], ">", NULL);
-}
-
-static void send_data_cmd(struct smtp_client *c)
-{
-    char line[48];
-    if (c->bdat) {
-        snprintf(line, sizeof(line), "BDAT %zu LAST", c->txn->body_len);
-        out_cmd(c, line, NULL, NULL, NULL);
-        out_body(c, c->txn->body, c->txn->body_len);
-        c->phase = PH_BDAT;
-    } else {
-        out_cmd(c, "DATA", NULL, NULL, NULL);
-        c->phase = PH_DATA;
-    }
-}
-
-/* The envelope replies are all in (lockstep or pipelined without the data
- * command): send the data command if anyone is listening. */
-static void envelope_complete(struct smtp_client *c)
-{
-    if (c->mail_ok && c->txn->accepted > 0)
-        send_data_cmd(c);
-    else
-        txn_done(c, 0);
-}
-
-static void on_mail_reply(struct smtp_client *c, const struct smtp_reply *r)
-{
-    struct smtp_client_txn *t = c->txn;
-    c->mail_due = 0;
-    c->mail_ok = r->code >= 200 && r->code < 300;
-    if (!c->mail_ok) {
-        /* Every recipient shares the sender's fate. */
-        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
-                       r->text_len);
-        if (c->lockstep)
-            txn_done(c, 0);
-        return;
-    }
-    if (c->lockstep)
-        send_rcpt(c);
-}
-
-static void on_rcpt_reply(struct smtp_client *c, const struct smtp_reply *r)
-{
-    struct smtp_client_txn *t = c->txn;
-    size_t i = c->rcpt_replied++;
-    if (c->mail_ok) {
-        if (r->code >= 200 && r->code < 300)
-            t->accepted++;
-        else
-            set_result(&t->results[i], outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
-                       r->enhanced, r->text, r->text_len);
-    }
-    if (c->rcpt_replied < t->nrcpt) {
-        if (c->lockstep)
-            send_rcpt(c);
-        return;
-    }
-    if (!c->datacmd_due)
-        envelope_complete(c);
-}
-
-static int body_queued(const struct smtp_client *c)
-{
-    size_t i;
-    for (i = 0; i < c->nseg; i++)
-        if (c->segs[i].body)
-            return 1;
-    return 0;
-}
-
-static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
-{
-    struct smtp_client_txn *t = c->txn;
-    int wanted = c->mail_ok && t->accepted > 0;
-
-    c->datacmd_due = 0;
-    if (c->phase == PH_BDAT || c->bdat) {
-        if (body_queued(c)) {
-            /* RFC 3030 2: the server reads the whole chunk before replying. */
-            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
-            return;
-        }
-        /* The chunk carried LAST: this reply decides the message. */
-        if (wanted)
-            settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced,
-                           r->text, r->text_len);
-        txn_done(c, wanted && r->code >= 200 && r->code < 300);
-        return;
-    }
-    if (r->code == 354) {
-        if (wanted) {
-            out_body(c, t->body, t->body_len);
-            c->phase = PH_BODY;
-        } else {
-            /* No recipient, yet the server wants data: end it empty. */
-            out_cmd(c, ".", NULL, NULL, NULL);
-            c->phase = PH_DOT_ABORT;
-        }
-        return;
-    }
-    if (wanted)
-        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
-                       r->text_len);
-    txn_done(c, 0);
-}
-
-static void on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
-{
-    struct smtp_client_txn *t = c->txn;
-
-    if (is_421(r)) {
-        fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
-        return;
-    }
-    switch (c->phase) {
-    case PH_ENVELOPE:
-        if (c->mail_due)
-            on_mail_reply(c, r);
-        else if (c->rcpt_replied < c->rcpt_sent)
-            on_rcpt_reply(c, r);
-        else if (c->datacmd_due)
-            on_data_reply(c, r);
-        else
-            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
-        return;
-    case PH_DATA:
-    case PH_BDAT:
-        on_data_reply(c, r);
-        return;
-    case PH_BODY:
-        if (body_queued(c)) {
-            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
-            return;
-        }
-        settle_pending(t, outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
-                       r->text_len);
-        txn_done(c, r->code >= 200 && r->code < 300);
-        return;
-    case PH_DOT_ABORT:
-        txn_done(c, 0);
-        return;
-    }
-}
-
-static int is_8bit_str(const char *s)
-{
-    return message_has_8bit(s, strlen(s));
-}
-
-static void refuse_locally(struct smtp_client *c, const char *enhanced, const char *text)
-{
-    settle_pending(c->txn, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, 0, enhanced, text,
-                   strlen(text));
-    txn_done(c, 1);
-}
-
-int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const char **err)
-{
-    const char *e = NULL;
-    char params[96];
-    int utf8 = 0;
-    size_t i, plen = 0;
-
-    if (c->st != ST_READY)
-        e = "connection is not ready for a transaction";
-    else if (!t->rcpts || t->nrcpt == 0)
-        e = "transaction has no recipients";
-    else if (!t->results)
-        e = "transaction has no results array";
-    else if (!t->body || t->body_len == 0)
-        e = "transaction has no body";
-    if (!e)
-        e = check_addr(t->from, 1);
-    for (i = 0; !e && i < t->nrcpt; i++)
-        e = check_addr(t->rcpts[i], 0);
-    c->bdat = (c->caps.ext & SMTP_EXT_CHUNKING) != 0;
-    if (!e && !c->bdat &&
-        (t->body_len < 5 || memcmp((const char *)t->body + t->body_len - 5, "\r\n.\r\n", 5) != 0))
-        e = "body is not prepared for DATA (no CRLF.CRLF terminator)";
-    if (e) {
-        *err = e;
-        return -1;
-    }
-    memset(t->results, 0, t->nrcpt * sizeof(*t->results));
-    t->accepted = t->delivered = 0;
-    t->body_started = t->body_sent = 0;
-    c->txn = t;
-    c->st = ST_TXN;
-    c->phase = PH_ENVELOPE;
-    c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
-    c->mail_due = 1;
-    c->mail_ok = 0;
-    c->rcpt_sent = c->rcpt_replied = 0;
-    c->datacmd_due = 0;
-
-    utf8 = is_8bit_str(t->from);
-    for (i = 0; i < t->nrcpt; i++)
-        utf8 |= is_8bit_str(t->rcpts[i]);
-    if (utf8 && !(c->caps.ext & SMTP_EXT_SMTPUTF8)) {
-        refuse_locally(c, "5.6.7", "non-ASCII address but the server does not offer SMTPUTF8");
-        return 0;
-    }
-    if (t->facts.eightbit && !(c->caps.ext & SMTP_EXT_8BITMIME)) {
-        refuse_locally(c, "5.6.3", "8-bit message but the server does not offer 8BITMIME");
-        return 0;
-    }
-    if ((c->caps.ext & SMTP_EXT_SIZE) && c->caps.size_max && t->facts.size > c->caps.size_max) {
-        refuse_locally(c, "5.3.4", "message is larger than the server's SIZE limit");
-        return 0;
-    }
-    params[0] = 0;
-    if (c->caps.ext & SMTP_EXT_SIZE)
-        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " SIZE=%zu", t->facts.size);
-    if (t->facts.eightbit)
-        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " BODY=8BITMIME");
-    if (utf8)
-        snprintf(params + plen, sizeof(params) - plen, " SMTPUTF8");
-    out_cmd(c, "MAIL FROM:<", t->from, ">", params);
-    if (c->lockstep) {
-        check_oom(c);
-        return 0;
-    }
-    while (c->rcpt_sent < t->nrcpt)
-        send_rcpt(c);
-    /* RFC 2920: DATA ends a pipelined group; BDAT may join it when the
-     * caller accepts sending a body that may find no recipient. */
-    if (!c->bdat || c->pipeline_body) {
-        send_data_cmd(c);
-        c->phase = PH_ENVELOPE;
-        c->datacmd_due = 1;
-    }
-    check_oom(c);
-    return 0;
 }
 
 /* ---- feeding ---------------------------------------------------------- */
@@ -840,24 +527,26 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
         on_auth(c, r);
         break;
     case ST_TXN:
-        on_txn_reply(c, r);
+        smtp_client_on_txn_reply(c, r);
         break;
     case ST_NOOP:
     case ST_RSET:
         if (r->code >= 200 && r->code < 300)
-            ready(c);
-        else if (is_421(r))
-            fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+            smtp_client_ready(c);
+        else if (smtp_client_is_421(r))
+            smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
         else
-            fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 1);
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 1);
         break;
     case ST_QUIT:
         c->st = ST_CLOSED;
-        push_event(c, SMTP_CLIENT_EV_CLOSED);
+        smtp_client_push_event(c, SMTP_CLIENT_EV_CLOSED);
         break;
     case ST_READY:
         /* Servers announce an idle timeout with an unsolicited 421. */
-        fail(c, is_421(r) ? SMTP_CLIENT_R_SERVER_CLOSED : SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+        smtp_client_fail(
+            c, smtp_client_is_421(r) ? SMTP_CLIENT_R_SERVER_CLOSED : SMTP_CLIENT_R_PROTOCOL, r,
+            NULL, 0);
         break;
     case ST_TLS_WAIT:
     case ST_CLOSED:
@@ -881,14 +570,15 @@ long smtp_client_feed(struct smtp_client *c, const void *buf, size_t len)
         if (c->st == ST_TLS_WAIT) {
             /* Plaintext after the STARTTLS 220 (or before an implicit
              * handshake) would be read as if it came over TLS. */
-            fail(c,
-                 c->tls_mode == SMTP_CLIENT_STARTTLS ? SMTP_CLIENT_R_INJECTION
-                                                     : SMTP_CLIENT_R_PROTOCOL,
-                 NULL,
-                 c->tls_mode == SMTP_CLIENT_STARTTLS
-                     ? "bytes received after the STARTTLS 220 reply (response injection)"
-                     : "plaintext received before the TLS handshake",
-                 0);
+            smtp_client_fail(
+                c,
+                c->tls_mode == SMTP_CLIENT_STARTTLS ? SMTP_CLIENT_R_INJECTION
+                                                    : SMTP_CLIENT_R_PROTOCOL,
+                NULL,
+                c->tls_mode == SMTP_CLIENT_STARTTLS
+                    ? "bytes received after the STARTTLS 220 reply (response injection)"
+                    : "plaintext received before the TLS handshake",
+                0);
             return -1;
         }
         if (c->evcount > EVQ_MAX - 2)
@@ -897,7 +587,7 @@ long smtp_client_feed(struct smtp_client *c, const void *buf, size_t len)
         if (n < 0) {
             char d[96];
             snprintf(d, sizeof(d), "malformed reply: %s", smtp_reply_strerror((int)n));
-            fail(c, SMTP_CLIENT_R_PROTOCOL, NULL, d, 0);
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, NULL, d, 0);
             return -1;
         }
         if (n == 0) {
@@ -906,7 +596,7 @@ long smtp_client_feed(struct smtp_client *c, const void *buf, size_t len)
         }
         off += (size_t)n;
         on_reply(c, &r);
-        check_oom(c);
+        smtp_client_check_oom(c);
     }
     if (c->st == ST_FAILED)
         return -1;
@@ -929,7 +619,7 @@ size_t smtp_client_output(const struct smtp_client *c, struct smtp_client_out *o
 {
     size_t i, n = 0;
     for (i = 0; i < c->nseg && n < max; i++) {
-        const struct seg *s = &c->segs[i];
+        const struct smtp_client_seg *s = &c->segs[i];
         size_t skip = i == 0 ? c->seg_sent : 0;
         out[n].base = (s->body ? s->ptr : c->obuf + s->off) + skip;
         out[n].len = s->len - skip;
@@ -950,7 +640,7 @@ size_t smtp_client_output_len(const struct smtp_client *c)
 void smtp_client_sent(struct smtp_client *c, size_t n)
 {
     while (n && c->nseg) {
-        struct seg *s = &c->segs[0];
+        struct smtp_client_seg *s = &c->segs[0];
         size_t left = s->len - c->seg_sent;
         if (n < left) {
             c->seg_sent += n;
@@ -975,7 +665,7 @@ void smtp_client_tls_done(struct smtp_client *c, int ok, enum smtp_client_reason
     if (c->st != ST_TLS_WAIT)
         return;
     if (!ok) {
-        fail(c, reason ? reason : SMTP_CLIENT_R_HANDSHAKE, NULL, detail, 0);
+        smtp_client_fail(c, reason ? reason : SMTP_CLIENT_R_HANDSHAKE, NULL, detail, 0);
         return;
     }
     c->tls = 1;
@@ -986,22 +676,22 @@ void smtp_client_tls_done(struct smtp_client *c, int ok, enum smtp_client_reason
         c->st = ST_GREETING;
     else
         send_ehlo(c);
-    check_oom(c);
+    smtp_client_check_oom(c);
 }
 
 void smtp_client_abort(struct smtp_client *c, enum smtp_client_reason reason, const char *detail)
 {
-    fail(c, reason, NULL, detail, 0);
+    smtp_client_fail(c, reason, NULL, detail, 0);
 }
 
 void smtp_client_eof(struct smtp_client *c)
 {
     if (c->st == ST_QUIT) {
         c->st = ST_CLOSED;
-        push_event(c, SMTP_CLIENT_EV_CLOSED);
+        smtp_client_push_event(c, SMTP_CLIENT_EV_CLOSED);
         return;
     }
-    fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
+    smtp_client_fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
 }
 
 /* ---- idle-time commands and queries ----------------------------------- */
@@ -1011,7 +701,7 @@ int smtp_client_noop(struct smtp_client *c)
     if (c->st != ST_READY)
         return -1;
     c->st = ST_NOOP;
-    return out_cmd(c, "NOOP", NULL, NULL, NULL);
+    return smtp_client_out_cmd(c, "NOOP", NULL, NULL, NULL);
 }
 
 int smtp_client_quit(struct smtp_client *c)
@@ -1019,7 +709,7 @@ int smtp_client_quit(struct smtp_client *c)
     if (c->st != ST_READY)
         return -1;
     c->st = ST_QUIT;
-    return out_cmd(c, "QUIT", NULL, NULL, NULL);
+    return smtp_client_out_cmd(c, "QUIT", NULL, NULL, NULL);
 }
 
 enum message_encoding smtp_client_body_encoding(const struct smtp_client *c)

@@ -1,0 +1,251 @@
+/*
+ * smtp_client_txn: mail transactions of the SMTP client state machine:
+ * MAIL, RCPT, DATA or BDAT, pipelined (RFC 2920) or lockstep, with every
+ * reply matched to its command by counting.
+ */
+#include "smtp_client_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---- transactions ----------------------------------------------------- */
+
+static void send_rcpt(struct smtp_client *c)
+{
+    smtp_client_out_cmd(c, "RCPT TO:<", c->txn->rcpts[c->rcpt_sent++], ">", NULL);
+}
+
+static void send_data_cmd(struct smtp_client *c)
+{
+    char line[48];
+    if (c->bdat) {
+        snprintf(line, sizeof(line), "BDAT %zu LAST", c->txn->body_len);
+        smtp_client_out_cmd(c, line, NULL, NULL, NULL);
+        smtp_client_out_body(c, c->txn->body, c->txn->body_len);
+        c->phase = PH_BDAT;
+    } else {
+        smtp_client_out_cmd(c, "DATA", NULL, NULL, NULL);
+        c->phase = PH_DATA;
+    }
+}
+
+/* The envelope replies are all in (lockstep or pipelined without the data
+ * command): send the data command if anyone is listening. */
+static void envelope_complete(struct smtp_client *c)
+{
+    if (c->mail_ok && c->txn->accepted > 0)
+        send_data_cmd(c);
+    else
+        smtp_client_txn_done(c, 0);
+}
+
+static void on_mail_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    c->mail_due = 0;
+    c->mail_ok = r->code >= 200 && r->code < 300;
+    if (!c->mail_ok) {
+        /* Every recipient shares the sender's fate. */
+        smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
+                                   r->enhanced, r->text, r->text_len);
+        if (c->lockstep)
+            smtp_client_txn_done(c, 0);
+        return;
+    }
+    if (c->lockstep)
+        send_rcpt(c);
+}
+
+static void on_rcpt_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    size_t i = c->rcpt_replied++;
+    if (c->mail_ok) {
+        if (r->code >= 200 && r->code < 300)
+            t->accepted++;
+        else
+            smtp_client_set_result(&t->results[i], smtp_client_outcome_of(r->code),
+                                   SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text, r->text_len);
+    }
+    if (c->rcpt_replied < t->nrcpt) {
+        if (c->lockstep)
+            send_rcpt(c);
+        return;
+    }
+    if (!c->datacmd_due)
+        envelope_complete(c);
+}
+
+static int body_queued(const struct smtp_client *c)
+{
+    size_t i;
+    for (i = 0; i < c->nseg; i++)
+        if (c->segs[i].body)
+            return 1;
+    return 0;
+}
+
+static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+    int wanted = c->mail_ok && t->accepted > 0;
+
+    c->datacmd_due = 0;
+    if (c->phase == PH_BDAT || c->bdat) {
+        if (body_queued(c)) {
+            /* RFC 3030 2: the server reads the whole chunk before replying. */
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+            return;
+        }
+        /* The chunk carried LAST: this reply decides the message. */
+        if (wanted)
+            smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE,
+                                       r->code, r->enhanced, r->text, r->text_len);
+        smtp_client_txn_done(c, wanted && r->code >= 200 && r->code < 300);
+        return;
+    }
+    if (r->code == 354) {
+        if (wanted) {
+            smtp_client_out_body(c, t->body, t->body_len);
+            c->phase = PH_BODY;
+        } else {
+            /* No recipient, yet the server wants data: end it empty. */
+            smtp_client_out_cmd(c, ".", NULL, NULL, NULL);
+            c->phase = PH_DOT_ABORT;
+        }
+        return;
+    }
+    if (wanted)
+        smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
+                                   r->enhanced, r->text, r->text_len);
+    smtp_client_txn_done(c, 0);
+}
+
+void smtp_client_on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+    struct smtp_client_txn *t = c->txn;
+
+    if (smtp_client_is_421(r)) {
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        return;
+    }
+    switch (c->phase) {
+    case PH_ENVELOPE:
+        if (c->mail_due)
+            on_mail_reply(c, r);
+        else if (c->rcpt_replied < c->rcpt_sent)
+            on_rcpt_reply(c, r);
+        else if (c->datacmd_due)
+            on_data_reply(c, r);
+        else
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+        return;
+    case PH_DATA:
+    case PH_BDAT:
+        on_data_reply(c, r);
+        return;
+    case PH_BODY:
+        if (body_queued(c)) {
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
+            return;
+        }
+        smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
+                                   r->enhanced, r->text, r->text_len);
+        smtp_client_txn_done(c, r->code >= 200 && r->code < 300);
+        return;
+    case PH_DOT_ABORT:
+        smtp_client_txn_done(c, 0);
+        return;
+    }
+}
+
+static int is_8bit_str(const char *s)
+{
+    return message_has_8bit(s, strlen(s));
+}
+
+static void refuse_locally(struct smtp_client *c, const char *enhanced, const char *text)
+{
+    smtp_client_settle_pending(c->txn, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, 0, enhanced, text,
+                               strlen(text));
+    smtp_client_txn_done(c, 1);
+}
+
+int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const char **err)
+{
+    const char *e = NULL;
+    char params[96];
+    int utf8 = 0;
+    size_t i, plen = 0;
+
+    if (c->st != ST_READY)
+        e = "connection is not ready for a transaction";
+    else if (!t->rcpts || t->nrcpt == 0)
+        e = "transaction has no recipients";
+    else if (!t->results)
+        e = "transaction has no results array";
+    else if (!t->body || t->body_len == 0)
+        e = "transaction has no body";
+    if (!e)
+        e = smtp_client_check_addr(t->from, 1);
+    for (i = 0; !e && i < t->nrcpt; i++)
+        e = smtp_client_check_addr(t->rcpts[i], 0);
+    c->bdat = (c->caps.ext & SMTP_EXT_CHUNKING) != 0;
+    if (!e && !c->bdat &&
+        (t->body_len < 5 || memcmp((const char *)t->body + t->body_len - 5, "\r\n.\r\n", 5) != 0))
+        e = "body is not prepared for DATA (no CRLF.CRLF terminator)";
+    if (e) {
+        *err = e;
+        return -1;
+    }
+    memset(t->results, 0, t->nrcpt * sizeof(*t->results));
+    t->accepted = t->delivered = 0;
+    t->body_started = t->body_sent = 0;
+    c->txn = t;
+    c->st = ST_TXN;
+    c->phase = PH_ENVELOPE;
+    c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
+    c->mail_due = 1;
+    c->mail_ok = 0;
+    c->rcpt_sent = c->rcpt_replied = 0;
+    c->datacmd_due = 0;
+
+    utf8 = is_8bit_str(t->from);
+    for (i = 0; i < t->nrcpt; i++)
+        utf8 |= is_8bit_str(t->rcpts[i]);
+    if (utf8 && !(c->caps.ext & SMTP_EXT_SMTPUTF8)) {
+        refuse_locally(c, "5.6.7", "non-ASCII address but the server does not offer SMTPUTF8");
+        return 0;
+    }
+    if (t->facts.eightbit && !(c->caps.ext & SMTP_EXT_8BITMIME)) {
+        refuse_locally(c, "5.6.3", "8-bit message but the server does not offer 8BITMIME");
+        return 0;
+    }
+    if ((c->caps.ext & SMTP_EXT_SIZE) && c->caps.size_max && t->facts.size > c->caps.size_max) {
+        refuse_locally(c, "5.3.4", "message is larger than the server's SIZE limit");
+        return 0;
+    }
+    params[0] = 0;
+    if (c->caps.ext & SMTP_EXT_SIZE)
+        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " SIZE=%zu", t->facts.size);
+    if (t->facts.eightbit)
+        plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " BODY=8BITMIME");
+    if (utf8)
+        snprintf(params + plen, sizeof(params) - plen, " SMTPUTF8");
+    smtp_client_out_cmd(c, "MAIL FROM:<", t->from, ">", params);
+    if (c->lockstep) {
+        smtp_client_check_oom(c);
+        return 0;
+    }
+    while (c->rcpt_sent < t->nrcpt)
+        send_rcpt(c);
+    /* RFC 2920: DATA ends a pipelined group; BDAT may join it when the
+     * caller accepts sending a body that may find no recipient. */
+    if (!c->bdat || c->pipeline_body) {
+        send_data_cmd(c);
+        c->phase = PH_ENVELOPE;
+        c->datacmd_due = 1;
+    }
+    smtp_client_check_oom(c);
+    return 0;
+}
