@@ -189,8 +189,9 @@ int cmd_enqueue(int argc, char **argv)
     struct config *cfg;
     redisContext *c;
     char err[CONFIG_ERR_MAX];
-    const char *argvv[8 + 2 * MAX_RCPT];
-    size_t argl[8 + 2 * MAX_RCPT];
+    /* XADD key * + from, relay, data or subject and text: 11; two per rcpt. */
+    const char *argvv[16 + 2 * MAX_RCPT];
+    size_t argl[16 + 2 * MAX_RCPT];
     char *text = NULL, **bodies = NULL;
     size_t *blen = NULL;
     unsigned long total, sent = 0, acked = 0, i;

@@ -32,7 +32,7 @@ struct wjob {
     uint64_t submitted; /* loop clock when handed to the pool */
 };
 
-/* Up to this many recipients' events in one outcome, each EVENT_FIELDS. */
+/* Fields of one recipient's events-stream entry. */
 #define EVENT_FIELDS 12
 
 static uint64_t wall_ms(void)
@@ -112,12 +112,30 @@ static void on_written(void *arg, int status)
 
 /* ---- outcomes ------------------------------------------------------------ */
 
+/* One events entry per recipient (a job has up to JOB_DEFAULT_MAX_RCPTS). */
 struct events {
-    struct queue_field f[EVENT_FIELDS * 64];
-    struct queue_event e[64];
-    char num[64][4][24];
-    size_t n;
+    struct queue_field *f;
+    struct queue_event *e;
+    char (*num)[4][24];
+    size_t n, cap;
 };
+
+static int events_init(struct events *ev, size_t cap)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->cap = cap ? cap : 1;
+    ev->f = calloc(ev->cap * EVENT_FIELDS, sizeof(*ev->f));
+    ev->e = calloc(ev->cap, sizeof(*ev->e));
+    ev->num = calloc(ev->cap, sizeof(*ev->num));
+    return ev->f && ev->e && ev->num ? 0 : -1;
+}
+
+static void events_free(struct events *ev)
+{
+    free(ev->f);
+    free(ev->e);
+    free(ev->num);
+}
 
 static void event_add(struct events *ev, struct wjob *wj, const char *rcpt, const char *status,
                       const struct smtp_client_rcpt_result *r, const char *relay,
@@ -125,8 +143,8 @@ static void event_add(struct events *ev, struct wjob *wj, const char *rcpt, cons
 {
     struct queue_field *f;
     size_t i = ev->n;
-    if (i >= 64)
-        return; /* more recipients than one outcome carries: the first 64 */
+    if (i >= ev->cap)
+        return;
     f = &ev->f[i * EVENT_FIELDS];
     snprintf(ev->num[i][0], sizeof(ev->num[i][0]), "%d", r ? r->code : 0);
     snprintf(ev->num[i][1], sizeof(ev->num[i][1]), "%d", wj->job ? job_attempt(wj->job) : 1);
@@ -173,9 +191,15 @@ static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
     struct events local;
     char attempt[16];
 
+    memset(&local, 0, sizeof(local));
     if (!ev) {
-        memset(&local, 0, sizeof(local));
         ev = &local;
+        if (events_init(ev, 1) != 0) {
+            events_free(ev);
+            queue_release(wj->w->q, wj->entry);
+            wjob_finish(wj);
+            return;
+        }
         event_add(ev, wj, "", "dead", NULL, wj->job ? job_relay(wj->job) : "", NULL);
         ev->f[5] = queue_str("reply", reason);
         record(wj, "dead");
@@ -193,8 +217,10 @@ static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
     o.nevent_list = ev->n;
     log_event(LOG_WARN, "job_dead", "id", wj->job ? job_id(wj->job) : wj->entry, "reason", reason,
               NULL);
+    /* The queue has serialised everything it needs when it returns. */
     if (queue_dead(wj->w->q, &o, on_written, wj) != 0)
         wjob_finish(wj);
+    events_free(&local);
 }
 
 /* The job's fields for its next attempt: the temporary recipients only. */
@@ -250,10 +276,10 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
     struct wjob *wj = (struct wjob *)pj;
     struct worker *w = wj->w;
     const struct config_retry *rc = &w->cfg->retry;
-    static struct events ev;
+    struct events ev;
     size_t n, i, ntemp = 0;
     const char *const *rcpts = job_rcpts(wj->job, &n);
-    int temp[64] = {0};
+    int *temp;
     int maxa = job_max_attempts(wj->job) ? job_max_attempts(wj->job) : (int)rc->max_attempts;
     long long exp = job_expires(wj->job);
     uint64_t now = wall_ms();
@@ -270,8 +296,16 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
     exhausted = job_attempt(wj->job) >= maxa;
     expired = (exp && (long long)(now / 1000) >= exp) ||
               now > (uint64_t)job_enqueued_ms(wj->job) + (uint64_t)rc->max_age * 1000;
-    memset(&ev, 0, sizeof(ev));
-    for (i = 0; i < n && i < 64; i++) {
+    temp = calloc(n ? n : 1, sizeof(*temp));
+    if (!temp || events_init(&ev, n) != 0) {
+        /* Out of memory: the entry stays pending and comes back. */
+        free(temp);
+        events_free(&ev);
+        queue_release(w->q, wj->entry);
+        wjob_finish(wj);
+        return;
+    }
+    for (i = 0; i < n; i++) {
         const struct smtp_client_rcpt_result *r = &pj->txn.results[i];
         const char *status = "delivered";
         if (r->outcome == SMTP_CLIENT_PERMANENT) {
@@ -296,18 +330,18 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
                              (double)(loop_now_ms(w->loop) - wj->submitted) / 1000.0);
     if (ntemp && (exhausted || expired)) {
         dead_letter(wj, expired ? "expired before delivery" : "delivery attempts exhausted", &ev);
-        return;
+    } else if (ntemp) {
+        retry(wj, rcpts, temp, n, &ev);
+    } else {
+        memset(&o, 0, sizeof(o));
+        o.id = wj->entry;
+        o.event_list = ev.e;
+        o.nevent_list = ev.n;
+        if (queue_ack(w->q, &o, on_written, wj) != 0)
+            wjob_finish(wj);
     }
-    if (ntemp) {
-        retry(wj, rcpts, temp, n < 64 ? n : 64, &ev);
-        return;
-    }
-    memset(&o, 0, sizeof(o));
-    o.id = wj->entry;
-    o.event_list = ev.e;
-    o.nevent_list = ev.n;
-    if (queue_ack(w->q, &o, on_written, wj) != 0)
-        wjob_finish(wj);
+    free(temp);
+    events_free(&ev);
 }
 
 static int on_prepare(struct pool_job *pj, enum message_encoding enc)

@@ -522,6 +522,26 @@ def case_metrics_scrape(env):
     check(stats.get("messages") == 300, "the sink received what the counters say: %s" % stats.get("messages"))
 
 
+def case_many_recipients(env):
+    # 100 recipients a job, every 7th RCPT answered 451: the deferred ones
+    # (beyond the first 64 too) are retried until every one is delivered.
+    e = Engine(env, workers=1, connections=2)
+    rcpts = []
+    for i in range(100):
+        rcpts += ["--to", "r%d@example.net" % i]
+    rc, out = harness.ringmail(env.ringmail, "enqueue", "-c", e.path, "--from", "a@example.org",
+                               "--count", "2", "--size", "512", "--quiet", *rcpts)
+    check(rc == 0, "enqueue: %s" % out)
+    n = env.wait_events(200, timeout=90)
+    check(n == 200, "every recipient delivered in the end: %d of 200" % n)
+    check(env.count_events("deferred") > 0, "some were deferred first")
+    evs = env.redis.events()
+    late = [x for x in evs if x.get("status") == "delivered" and x.get("rcpt") in
+            ("r90@example.net", "r97@example.net")]
+    check(len(late) == 4, "recipients past the 64th are delivered too: %d" % len(late))
+    e.stop()
+
+
 def main():
     ringmail, sink, case = sys.argv[1:4]
     if not shutil.which("redis-server"):
@@ -540,7 +560,8 @@ def main():
                  "sigterm_drain": ("--delay", "BDAT=50"),
                  "redis_kill9": ("--delay", "BDAT=20"),
                  "sighup_reload": ("--delay", "BDAT=20"),
-                 "long_send_not_stolen": ("--delay", "BDAT=7000")}.get(case, ())
+                 "long_send_not_stolen": ("--delay", "BDAT=7000"),
+                 "many_recipients": ("--reply", "RCPT=451@7")}.get(case, ())
         env = Env(ringmail, sink, flags, aof=(case == "redis_kill9"))
         try:
             fn(env)
