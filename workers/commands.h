@@ -7,5 +7,6 @@ int cmd_send(int argc, char **argv);
 int cmd_check_config(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_enqueue(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 #endif

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"run", "run the engine: consume jobs from Redis and deliver them", cmd_run},
     {"enqueue", "add mail jobs to the Redis stream (scripts, demos, load)", cmd_enqueue},
     {"send", "send a message file to a relay under the TLS policy", cmd_send},
+    {"probe", "grade an SMTP server's TLS (STARTTLS, certificate, versions, ciphers)", cmd_probe},
     {"check-config", "validate a configuration file without running", cmd_check_config},
     {"version", "print the version", cmd_version},
 };
