@@ -5,7 +5,7 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liburing-dev libhiredis-dev libyaml-dev python3
-  redis-server prometheus python3-yaml libmicrohttpd-dev"
+  redis-server prometheus python3-yaml libmicrohttpd-dev postfix"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -13,13 +13,21 @@ done
 if [ -n "$missing" ]; then
     echo "ringmail: installing:$missing"
     apt-get update -qq
+    # postfix is here for the probe tests, which run private instances on
+    # loopback: "No configuration" keeps the package from writing a system
+    # main.cf and starting a server on port 25.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     # prometheus is here only for promtool (tests/deploy): do not leave the
     # server Debian starts on :9090 running on a machine that runs tests.
-    case " $missing " in *" prometheus "*)
-        if [ -d /run/systemd/system ]; then
-            systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-        fi ;;
-    esac
+    # The same for the system postfix: the tests start their own instances.
+    if [ -d /run/systemd/system ]; then
+        case " $missing " in *" prometheus "*)
+            systemctl disable --now prometheus.service >/dev/null 2>&1 || true ;;
+        esac
+        case " $missing " in *" postfix "*)
+            systemctl disable --now postfix.service >/dev/null 2>&1 || true ;;
+        esac
+    fi
 fi

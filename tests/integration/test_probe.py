@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -19,6 +20,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import pki  # noqa: E402
+import postfix  # noqa: E402
 
 # A sink configured as a relay should be: AEAD and forward secrecy only for
 # TLS 1.2. OpenSSL's default server list also offers CBC suites, which the
@@ -33,6 +35,7 @@ class Env:
         self.dir = tempfile.mkdtemp(prefix="ringmail-probe-")
         self.pki = pki.make_all(os.path.join(self.dir, "pki"))
         self.sinks = []
+        self.postfixes = []
 
     def sink(self, *flags, cert="good"):
         s = harness.Sink(self.sink_bin, self.dir, *flags, cert=self.pki.path(cert + ".chain.pem"),
@@ -55,6 +58,8 @@ class Env:
         for s in self.sinks:
             if s.proc.poll() is None:
                 s.proc.kill()
+        for pf in self.postfixes:
+            pf.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -246,6 +251,121 @@ def case_injectable(env):
             check(doc["injectable"] is True, "injectable true")
     finally:
         srv.close()
+
+
+# ---- a real Postfix, checked against openssl s_client -----------------------
+
+# What an operator following Postfix's TLS_README would set for a relay that
+# only speaks modern TLS.
+POSTFIX_HARDENED = {
+    "smtpd_tls_protocols": ">=TLSv1.2",
+    "smtpd_tls_mandatory_protocols": ">=TLSv1.2",
+    "smtpd_tls_mandatory_ciphers": "high",
+    "tls_high_cipherlist": GOOD_CIPHERS,
+}
+
+S_CLIENT_VERSION = {"TLSv1.0": "-tls1", "TLSv1.1": "-tls1_1", "TLSv1.2": "-tls1_2",
+                    "TLSv1.3": "-tls1_3"}
+
+
+def s_client(env, port, *extra):
+    """openssl s_client -starttls smtp -brief: the facts it prints, by name."""
+    args = ["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % port,
+            "-servername", "localhost", "-verify_hostname", "localhost", "-CAfile",
+            env.pki.path("root.pem"), "-brief", *extra]
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    facts = {}
+    for line in r.stdout.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            facts[name.strip()] = value.strip()
+    return facts, r.stdout
+
+
+def postfix_instance(env, cert, overrides):
+    why = postfix.available()
+    if why:
+        if os.environ.get("CI") == "true":
+            check(False, "CI must run the Postfix comparison: " + why)
+            return None
+        print("SKIP:", why)
+        sys.exit(77)
+    pf = postfix.Postfix(env.dir, postfix.free_port(),
+                         server_chain=(env.pki.path(cert + ".key"),
+                                       env.pki.path(cert + ".chain.pem")),
+                         overrides=overrides)
+    pf.start()
+    env.postfixes.append(pf)
+    return pf
+
+
+def agree_with_s_client(env, port, doc):
+    """The handshake the probe reports is the one OpenSSL's own client sees."""
+    facts, out = s_client(env, port)
+    t = doc["tls"]
+    check(facts.get("Protocol version") == t["protocol"],
+          "protocol: probe %s, s_client %s" % (t["protocol"], facts.get("Protocol version")))
+    check(facts.get("Ciphersuite") == t["cipher"],
+          "cipher: probe %s, s_client %s" % (t["cipher"], facts.get("Ciphersuite")))
+    if "Verification" in facts:
+        check(facts["Verification"] == "OK" and t["verify"] == "ok",
+              "verify: probe %r, s_client %r" % (t["verify"], facts["Verification"]))
+    else:
+        err = facts.get("Verification error", "")
+        check(err != "" and err.lower() in t["verify"].lower(),
+              "verify: probe %r, s_client %r\n%s" % (t["verify"], err, out))
+    # Each protocol version: accepted by one means accepted by the other.
+    for version, flag in S_CLIENT_VERSION.items():
+        extra = [flag] + (["-cipher", "DEFAULT:@SECLEVEL=0"] if version < "TLSv1.2" else [])
+        f, _ = s_client(env, port, *extra)
+        # s_client names TLS 1.0 "TLSv1".
+        s_accepts = {"TLSv1": "TLSv1.0"}.get(f.get("Protocol version"), f.get("Protocol version"))
+        probe_accepts = doc["accepts"][version]["result"] == "accepted"
+        check(probe_accepts == (s_accepts == version),
+              "%s: probe says %s, s_client negotiated %r" %
+              (version, doc["accepts"][version]["result"], f.get("Protocol version")))
+        if probe_accepts and s_accepts == version:
+            check(doc["accepts"][version]["cipher"] == f.get("Ciphersuite"),
+                  "%s cipher: probe %s, s_client %s" %
+                  (version, doc["accepts"][version]["cipher"], f.get("Ciphersuite")))
+
+
+def case_postfix_hardened(env):
+    pf = postfix_instance(env, "good", POSTFIX_HARDENED)
+    if not pf:
+        return
+    doc = expect(env, pf.port, "A", 0, None, "--min-grade", "A")
+    if doc:
+        check("Postfix" in doc["banner"], "a Postfix banner: %r" % doc["banner"])
+        check(doc["injectable"] is False, "Postfix is not injectable (fixed in 2.8.4)")
+        check(doc["plaintext_after_220"] == 0, "no bytes after Postfix's 220")
+        agree_with_s_client(env, pf.port, doc)
+
+
+def case_postfix_defaults(env):
+    # Debian's Postfix at "encrypt" with nothing else set still takes TLS 1.0
+    # and 1.1, CBC and (as Postfix documents, for clients that do not verify)
+    # anonymous suites: the probe names each one.
+    pf = postfix_instance(env, "good", {})
+    if not pf:
+        return
+    doc = expect(env, pf.port, "F", 1, "null-anonymous")
+    if doc:
+        got = {r["reason"].split(" (")[0] for r in doc["reasons"]}
+        for want in ("accepts TLSv1.0", "accepts TLSv1.1", "accepts cbc"):
+            check(want in got, "reason %r expected: %s" % (want, doc["reasons"]))
+        check(doc["tls"]["verify"] == "ok", "the certificate itself is good")
+        agree_with_s_client(env, pf.port, doc)
+
+
+def case_postfix_expired(env):
+    pf = postfix_instance(env, "expired", POSTFIX_HARDENED)
+    if not pf:
+        return
+    doc = expect(env, pf.port, "F", 1, "expired")
+    if doc:
+        agree_with_s_client(env, pf.port, doc)
 
 
 def case_unreachable(env):
