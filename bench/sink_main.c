@@ -46,6 +46,7 @@ static const char usage_text[] =
     "  --ciphers LIST           TLS <= 1.2 cipher list (e.g. AES128-SHA, @SECLEVEL=0)\n"
     "  --ciphersuites LIST      TLS 1.3 cipher suites\n"
     "  --no-read-ahead          no SSL read-ahead (it may keep kTLS RX off)\n"
+    "  --no-ktls                never hand TLS records to the kernel (kTLS off both ways)\n"
     "  --key-update-after N     every N messages on a TLS 1.3 connection, send a\n"
     "                           KeyUpdate requesting the client's\n"
     "\n"
@@ -342,6 +343,7 @@ enum opt {
     O_CIPHERS,
     O_CIPHERSUITES,
     O_NO_READ_AHEAD,
+    O_NO_KTLS,
     O_KEY_UPDATE,
     O_HOSTNAME,
     O_NO_PIPELINING,
@@ -376,6 +378,7 @@ static const struct option options[] = {
     {"ciphers", required_argument, NULL, O_CIPHERS},
     {"ciphersuites", required_argument, NULL, O_CIPHERSUITES},
     {"no-read-ahead", no_argument, NULL, O_NO_READ_AHEAD},
+    {"no-ktls", no_argument, NULL, O_NO_KTLS},
     {"key-update-after", required_argument, NULL, O_KEY_UPDATE},
     {"hostname", required_argument, NULL, O_HOSTNAME},
     {"no-pipelining", no_argument, NULL, O_NO_PIPELINING},
@@ -448,6 +451,9 @@ static void parse_args(int argc, char **argv, struct settings *st, struct sink_s
             break;
         case O_NO_READ_AHEAD:
             st->tls.read_ahead = false;
+            break;
+        case O_NO_KTLS:
+            st->tls.no_ktls = true;
             break;
         case O_KEY_UPDATE:
             srv->key_update_after = (unsigned)parse_num(optarg, "--key-update-after", 1u << 30);

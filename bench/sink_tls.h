@@ -19,6 +19,9 @@ struct sink_tls_opts {
     const char *ciphers;      /* TLS <= 1.2 cipher list; NULL: OpenSSL's default */
     const char *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
     bool read_ahead;
+    /* No SSL_OP_ENABLE_KTLS: OpenSSL 3.0 cannot send a KeyUpdate on a kTLS
+     * socket, and a kTLS test may want to count only its client's offload. */
+    bool no_ktls;
 };
 
 /* "1.0".."1.3" or "A-B" into TLS1_VERSION.. constants. 0, or -1. */

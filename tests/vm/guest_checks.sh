@@ -1,0 +1,348 @@
+#!/bin/sh
+# The kTLS checks, run by /init inside the qemu guest (busybox sh, Debian's
+# packaged kernel). Every case prints one "RMVM CHECK NAME PASS|FAIL detail"
+# line and one "RMVM SUMMARY NAME ..." line; figures are "RMVM FIGURE ..."
+# lines. The host decides from them (a case that never reported fails).
+#
+# Order matters: the cases that prove the kTLS-off fallback (and the
+# kTLS-off figures) run before tls.ko is loaded; everything else after.
+. /vm/params
+PKI=/vm/pki
+MSG=/vm/msg
+FROM=sender@example.org
+TO=rcpt@example.net
+
+log() { echo "RMVM LOG $*"; }
+
+# /proc/net/tls_stat counter (0 while tls.ko is not loaded).
+tls_stat() {
+    if [ -r /proc/net/tls_stat ]; then
+        awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' /proc/net/tls_stat
+    else
+        echo 0
+    fi
+}
+
+# A number from the sink's statistics JSON.
+json_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2"; }
+
+# start_sink DIR [flags]: ringmail-sink on 127.0.0.1, port in $PORT.
+start_sink() {
+    SD=$1
+    shift
+    mkdir -p "$SD/store"
+    ringmail-sink --listen 127.0.0.1:0 --cert $PKI/good.pem --key $PKI/good.key \
+        --stats "$SD/stats.json" --ids "$SD/ids" "$@" > "$SD/sink.out" 2> "$SD/sink.err" &
+    SINK_PID=$!
+    i=0
+    while ! grep -q '^listening' "$SD/sink.out" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 300 ] || ! kill -0 $SINK_PID 2>/dev/null; then
+            log "sink did not start: $(cat "$SD/sink.err")"
+            return 1
+        fi
+        usleep 100000
+    done
+    PORT=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$SD/sink.out")
+}
+
+stop_sink() {
+    kill -TERM $SINK_PID 2>/dev/null
+    wait $SINK_PID
+}
+
+# The TLS flags of a sink that accepts only version $1 with cipher $2.
+sink_tls_flags() {
+    if [ "$1" = 1.3 ]; then
+        echo "--tls-versions 1.3 --ciphersuites $2"
+    else
+        echo "--tls-versions 1.2 --ciphers $2"
+    fi
+}
+
+report() { # NAME ERRORS SUMMARY
+    if [ -z "$2" ]; then
+        echo "RMVM CHECK $1 PASS"
+    else
+        echo "RMVM CHECK $1 FAIL$2"
+        for f in "$D"/*.out "$D"/*.err; do
+            [ -s "$f" ] && tail -n 5 "$f" | sed "s|^|RMVM LOG $1 $(basename "$f"): |"
+        done
+    fi
+    echo "RMVM SUMMARY $1 $3"
+}
+
+# Stored messages that are not byte-identical to $1 (all of them in $2).
+count_different() {
+    n=0
+    for f in "$2"/*.eml; do
+        [ -e "$f" ] || continue
+        cmp -s "$f" "$1" || n=$((n + 1))
+    done
+    echo $n
+}
+
+# send_case NAME VERSION CIPHER COUNT CONNS MESSAGE KTLS [sink flags]
+# KTLS: 1 when the kernel must encrypt every connection of ringmail, 0 when
+# none may. Checks: every message delivered and stored byte-identical, sent
+# with BDAT (CHUNKING); each connection's own facts (protocol, cipher,
+# verify, ktls_tx); the body spliced onto the socket for every message when
+# kTLS is on (sum of spliced_bytes = COUNT x size) and never when off; the
+# kernel's TlsTxSw/TlsRxSw grew by exactly our kTLS connections plus what
+# the sink reports for its own.
+send_case() {
+    name=$1 ver=$2 cipher=$3 count=$4 conns=$5 msg=$6 want=$7
+    shift 7
+    D=/tmp/case.$name
+    rm -rf "$D"
+    mkdir -p "$D"
+    err=""
+    tx0=$(tls_stat TlsTxSw)
+    rx0=$(tls_stat TlsRxSw)
+    # shellcheck disable=SC2046
+    if ! start_sink "$D" --store "$D/store" $(sink_tls_flags "$ver" "$cipher") "$@"; then
+        report "$name" " sink-did-not-start" "-"
+        return
+    fi
+    t0=$(date +%s)
+    ringmail send --relay 127.0.0.1:$PORT --servername localhost --ca $PKI/root.pem \
+        --from $FROM --to $TO --count "$count" --connections "$conns" --timeout 300 \
+        "$msg" > "$D/send.out" 2> "$D/send.err"
+    rc=$?
+    t1=$(date +%s)
+    stop_sink
+    tx1=$(tls_stat TlsTxSw)
+    rx1=$(tls_stat TlsRxSw)
+    size=$(wc -c < "$msg")
+    [ $rc = 0 ] || err="$err send-exit=$rc"
+    grep -q "^sent $count of $count messages" "$D/send.out" || err="$err not-all-sent"
+    nconn=$(grep -c '^conn ' "$D/send.out")
+    [ "$nconn" = "$conns" ] || err="$err connections=$nconn(want-$conns)"
+    good=$(awk -v v="TLSv$ver" -v c="$cipher" -v k="ktls_tx=$want" \
+        '$1 == "conn" && $3 == v && $4 == c && index($0, " verify=ok ") && index($0, " " k " ") { n++ }
+         END { print n + 0 }' "$D/send.out")
+    [ "$good" = "$conns" ] || err="$err conns-with-TLSv$ver/$cipher/verify=ok/ktls_tx=$want:$good"
+    ours=$(grep -c '^conn .* ktls_tx=1 ' "$D/send.out")
+    spliced=$(awk '$1 == "conn" { for (i = 1; i <= NF; i++) if ($i ~ /^spliced_bytes=/) {
+                   split($i, a, "="); s += a[2] } } END { printf "%.0f\n", s }' "$D/send.out")
+    if [ "$want" = 1 ]; then
+        want_spliced=$((count * size))
+    else
+        want_spliced=0
+    fi
+    [ "$spliced" = "$want_spliced" ] || err="$err spliced_bytes=$spliced(want-$want_spliced)"
+    stored=$(ls "$D/store" | grep -c '\.eml$')
+    [ "$stored" = "$count" ] || err="$err stored=$stored"
+    diff=$(count_different "$msg" "$D/store")
+    [ "$diff" = 0 ] || err="$err not-identical=$diff"
+    bdat=$(cat "$D"/store/*.env 2>/dev/null | grep -c '^bdat 1$')
+    [ "$bdat" = "$count" ] || err="$err bdat=$bdat"
+    sink_conns=$(json_num connections "$D/stats.json")
+    sink_tx=$(json_num ktls_tx_connections "$D/stats.json")
+    sink_rx=$(json_num ktls_rx_connections "$D/stats.json")
+    [ "$sink_conns" = "$conns" ] || err="$err sink-connections=$sink_conns"
+    dtx=$((tx1 - tx0))
+    drx=$((rx1 - rx0))
+    [ "$dtx" = $((ours + sink_tx)) ] || err="$err TlsTxSw+$dtx!=ours$ours+sink$sink_tx"
+    [ "$drx" = "$sink_rx" ] || err="$err TlsRxSw+$drx!=sink$sink_rx"
+    if [ -n "${WANT_SINK_RX:-}" ] && [ "$sink_rx" != "$WANT_SINK_RX" ]; then
+        err="$err sink-ktls_rx=$sink_rx(want-$WANT_SINK_RX)"
+    fi
+    report "$name" "$err" "TLSv$ver $cipher size=$size sent=$(sed -n 's/^sent \([0-9]*\) of.*/\1/p' \
+"$D/send.out")/$count conns=$conns ktls_tx=$ours/$conns spliced_bytes=$spliced identical=$((stored - diff))/$count bdat=$bdat TlsTxSw+$dtx (ours $ours, sink $sink_tx) TlsRxSw+$drx (sink $sink_rx) ${t1}-${t0}s" 
+}
+
+# A server-initiated KeyUpdate on kTLS connections: the sink (kTLS off: it
+# could not send one otherwise) requests one after every $2 messages on a
+# connection; ringmail must retire each such connection after its current
+# transaction (OpenSSL 3.0 cannot update the kernel's key) and deliver every
+# message exactly once.
+key_update_case() {
+    name=$1 every=$2 count=$3 msg=$4
+    D=/tmp/case.$name
+    rm -rf "$D"
+    mkdir -p "$D"
+    err=""
+    tx0=$(tls_stat TlsTxSw)
+    if ! start_sink "$D" --store "$D/store" --no-ktls --tls-versions 1.3 --key-update-after "$every"; then
+        report "$name" " sink-did-not-start" "-"
+        return
+    fi
+    ringmail send --relay 127.0.0.1:$PORT --servername localhost --ca $PKI/root.pem \
+        --from $FROM --to $TO --count "$count" --connections 1 --timeout 300 \
+        "$msg" > "$D/send.out" 2> "$D/send.err"
+    rc=$?
+    stop_sink
+    dtx=$(($(tls_stat TlsTxSw) - tx0))
+    [ $rc = 0 ] || err="$err send-exit=$rc"
+    grep -q "^sent $count of $count messages" "$D/send.out" || err="$err not-all-sent"
+    stored=$(ls "$D/store" | grep -c '\.eml$')
+    [ "$stored" = "$count" ] || err="$err stored=$stored(want-exactly-$count)"
+    ids=$(wc -l < "$D/ids")
+    [ "$ids" = "$count" ] || err="$err message-ids=$ids(want-exactly-$count)"
+    diff=$(count_different "$msg" "$D/store")
+    [ "$diff" = 0 ] || err="$err not-identical=$diff"
+    ku=$(json_num key_updates "$D/stats.json")
+    skipped=$(json_num key_updates_skipped_ktls "$D/stats.json")
+    sink_conns=$(json_num connections "$D/stats.json")
+    sink_msgs=$(json_num messages "$D/stats.json")
+    min_conns=$(((count + every - 1) / every))
+    [ "$skipped" = 0 ] || err="$err sink-skipped-key-updates=$skipped"
+    [ "$ku" -ge $((count / every)) ] || err="$err key_updates=$ku"
+    # Retired: no connection carried more than $every messages.
+    [ "$sink_conns" -ge "$min_conns" ] || err="$err connections=$sink_conns(want>=$min_conns)"
+    [ "$sink_msgs" = "$count" ] || err="$err sink-messages=$sink_msgs"
+    # Every connection ringmail opened had kTLS TX on (the sink has none).
+    [ "$dtx" = "$sink_conns" ] || err="$err TlsTxSw+$dtx!=connections$sink_conns"
+    over=$(awk '$1 == "conn" { for (i = 1; i <= NF; i++) if ($i ~ /^messages=/) { split($i, a, "=");
+               if (a[2] + 0 > e) n++ } } END { print n + 0 }' e="$every" "$D/send.out")
+    [ "$over" = 0 ] || err="$err conns-over-$every-messages=$over"
+    report "$name" "$err" "TLSv1.3 KeyUpdate every $every messages: sent $count, stored $stored, Message-IDs $ids, key_updates=$ku connections=$sink_conns (each retired after its KeyUpdate) TlsTxSw+$dtx"
+}
+
+# The main job on the offload path: redis-server, the sink, `ringmail run`,
+# a batch from `ringmail enqueue`; every job delivered (events), acked
+# (nothing pending), delivered once (Message-IDs), events say ktls=1.
+engine_case() {
+    name=$1 count=$2
+    D=/tmp/case.$name
+    rm -rf "$D"
+    mkdir -p "$D/redis"
+    err=""
+    tx0=$(tls_stat TlsTxSw)
+    redis-server --port 6399 --bind 127.0.0.1 --dir "$D/redis" --save "" --appendonly no \
+        --daemonize no --loglevel warning > "$D/redis.out" 2>&1 &
+    REDIS_PID=$!
+    if ! start_sink "$D" --no-ktls; then
+        report "$name" " sink-did-not-start" "-"
+        kill $REDIS_PID
+        return
+    fi
+    i=0
+    until [ "$(redis-cli -p 6399 PING 2>/dev/null)" = PONG ]; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && break
+        usleep 100000
+    done
+    cat > "$D/ringmail.yaml" <<YAML
+workers: 1
+ehlo_name: client.test
+shutdown_timeout: 20
+log_level: info
+redis:
+  url: redis://127.0.0.1:6399
+metrics:
+  listen: 127.0.0.1:9465
+relays:
+  - name: default
+    host: localhost
+    port: $PORT
+    tls: starttls
+    ca_file: $PKI/root.pem
+    connections: 2
+retry:
+  schedule: [1, 1, 1]
+YAML
+    ringmail run -c "$D/ringmail.yaml" > "$D/engine.err" 2>&1 &
+    ENGINE_PID=$!
+    ringmail enqueue -c "$D/ringmail.yaml" --from $FROM --to $TO --count "$count" --size 2048 \
+        --quiet > "$D/enqueue.out" 2>&1 || err="$err enqueue-failed"
+    i=0
+    while [ "$(redis-cli -p 6399 XLEN ringmail:events)" -lt "$count" ] 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -gt 1200 ] && break
+        kill -0 $ENGINE_PID 2>/dev/null || break
+        usleep 100000
+    done
+    redis-cli -p 6399 --raw XRANGE ringmail:events - + > "$D/events"
+    pending=$(redis-cli -p 6399 XPENDING ringmail:jobs ringmail 2>/dev/null | head -n 1)
+    kill -TERM $ENGINE_PID
+    wait $ENGINE_PID
+    erc=$?
+    stop_sink
+    dtx=$(($(tls_stat TlsTxSw) - tx0))
+    kill -TERM $REDIS_PID
+    wait $REDIS_PID
+    delivered=$(awk 'p == "status" && $0 == "delivered" { n++ } { p = $0 } END { print n + 0 }' "$D/events")
+    ktls_ev=$(awk 'p == "ktls" && $0 == "1" { n++ } { p = $0 } END { print n + 0 }' "$D/events")
+    ids=$(wc -l < "$D/ids")
+    uniq_ids=$(sort -u "$D/ids" | wc -l)
+    hs=$(grep -c '"event":"tls_handshake"' "$D/engine.err")
+    hs_ktls=$(grep '"event":"tls_handshake"' "$D/engine.err" | grep -c '"ktls_tx":"1"')
+    [ "$delivered" = "$count" ] || err="$err delivered=$delivered"
+    [ "$ktls_ev" = "$count" ] || err="$err events-with-ktls=1:$ktls_ev"
+    [ "$pending" = 0 ] || err="$err pending=$pending"
+    [ "$ids" = "$count" ] && [ "$uniq_ids" = "$count" ] || err="$err ids=$ids unique=$uniq_ids"
+    [ "$hs" -ge 1 ] && [ "$hs" = "$hs_ktls" ] || err="$err handshakes=$hs ktls=$hs_ktls"
+    [ "$dtx" = "$hs" ] || err="$err TlsTxSw+$dtx!=handshakes$hs"
+    [ "$erc" = 0 ] || err="$err engine-exit=$erc"
+    report "$name" "$err" "ringmail run: enqueued $count, delivered $delivered (events with ktls=1: $ktls_ev), pending $pending, Message-IDs $uniq_ids unique of $ids, connections $hs all ktls_tx=1, TlsTxSw+$dtx"
+}
+
+# CPU time of the sender per message (user+sys, busybox time).
+figure() { # KTLS SIZE COUNT MESSAGE
+    D=/tmp/fig.$1.$2
+    rm -rf "$D"
+    mkdir -p "$D"
+    start_sink "$D" || return
+    time -f "%U %S" -o "$D/time" ringmail send --relay 127.0.0.1:$PORT --servername localhost \
+        --ca $PKI/root.pem --from $FROM --to $TO --count "$3" --connections 1 "$4" \
+        > "$D/send.out" 2> "$D/send.err"
+    rc=$?
+    stop_sink
+    k=$(sed -n 's/^conn 0: .* ktls_tx=\([01]\) .*/\1/p' "$D/send.out")
+    sent=$(sed -n 's/^sent \([0-9]*\) of.*/\1/p' "$D/send.out")
+    echo "RMVM FIGURE ktls=$1 size=$2 count=$3 sent=$sent rc=$rc conn_ktls_tx=$k cpu=$(cat "$D/time")"
+}
+
+figures() {
+    [ "$FIGURES" = 1 ] || return 0
+    figure "$1" 2048 "$FIG_2K" $MSG/fig2k.eml
+    figure "$1" 102400 "$FIG_100K" $MSG/fig100k.eml
+    figure "$1" 1048576 "$FIG_1M" $MSG/fig1m.eml
+}
+
+# ---- without tls.ko: kTLS off everywhere, everything still delivered ----
+if [ -e /proc/net/tls_stat ]; then
+    echo "RMVM CHECK no_module_first FAIL tls_stat exists before insmod"
+fi
+send_case no_module_tls13 1.3 TLS_AES_128_GCM_SHA256 "$N" 2 $MSG/small.eml 0
+send_case no_module_tls12 1.2 ECDHE-ECDSA-AES256-GCM-SHA384 "$N" 2 $MSG/small.eml 0
+figures 0
+
+# ---- load the AEAD modules, then tls.ko ----
+loaded=""
+while read -r m; do
+    if insmod /mods/$m.ko 2> /tmp/insmod.err; then
+        loaded="$loaded $m"
+    else
+        log "insmod $m: $(cat /tmp/insmod.err)"
+    fi
+done < /mods/order
+if grep -q '^tls ' /proc/modules && [ -r /proc/net/tls_stat ]; then
+    echo "RMVM CHECK insmod_tls PASS"
+else
+    echo "RMVM CHECK insmod_tls FAIL tls.ko did not load"
+fi
+echo "RMVM SUMMARY insmod_tls loaded:$loaded"
+
+# ---- kTLS TX on every connection, every cipher ----
+for v in 1.3 1.2; do
+    if [ $v = 1.3 ]; then
+        ciphers="TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256"
+        WANT_SINK_RX=""
+    else
+        ciphers="ECDHE-ECDSA-AES128-GCM-SHA256 ECDHE-ECDSA-AES256-GCM-SHA384 ECDHE-ECDSA-CHACHA20-POLY1305"
+        # OpenSSL 3.0 receives TLS 1.2 in the kernel: the sink proves it.
+        WANT_SINK_RX=$CONNS
+    fi
+    for c in $ciphers; do
+        send_case "ktls_tls${v#1.}_$c" $v $c "$N" "$CONNS" $MSG/small.eml 1 $SINK_RX_FLAGS
+    done
+done
+WANT_SINK_RX=""
+send_case ktls_large_1m 1.3 TLS_AES_256_GCM_SHA384 "$N_LARGE" 2 $MSG/large.eml 1
+key_update_case ktls_key_update 5 20 $MSG/small.eml
+engine_case ktls_engine "$N_ENGINE"
+figures 1
+exit 0
