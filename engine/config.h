@@ -87,7 +87,7 @@ struct config_relay {
     char *servername;         /* SNI and the certificate name (default: host) */
     char *ca_file;            /* NULL: the system store (unless ca_dir) */
     char *ca_dir;             /* hashed CA directory, or NULL */
-    char *tls13_ciphersuites; /* NULL: OpenSSL's default */
+    char *tls13_ciphersuites; /* NULL: the TLS layer's default order */
     char *client_cert;        /* both or neither */
     char *client_key;
     char **pins; /* SPKI SHA-256 (base64, sha256//base64 or hex) */
@@ -100,6 +100,7 @@ struct config_relay {
     uint64_t max_bytes_per_connection;    /* default 0: no limit */
     unsigned max_connection_age;          /* seconds; default 3600; 0: no limit */
     unsigned keepalive;                   /* seconds idle before NOOP; default 60 */
+    int pipeline_body;                    /* BDAT chunk with MAIL and RCPT; default 1 */
     struct config_timeouts timeouts;
     unsigned line; /* where the relay starts in the file, for later messages */
 };

@@ -30,6 +30,14 @@ static const char tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES
                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
                                     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384";
 
+/* TLS 1.3: every suite is AEAD and forward secret; the order is ours to
+ * pick, and most servers follow the client's. OpenSSL's default puts
+ * AES-256-GCM first; AES-128-GCM is as safe for mail and, with AES-NI, about
+ * 30% cheaper per byte, which is what bounds a sender of large messages on
+ * one core. ChaCha20 stays for servers without AES hardware. */
+static const char tls13_default_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 /* Read-BIO capacity an idle connection may keep; a larger buffer, left by a
  * burst of received records, is given back once drained. */
 #define RBIO_KEEP 4096
@@ -245,7 +253,8 @@ struct tls_ctx *tls_ctx_new(const struct tls_policy *p, char *err, size_t errlen
         seterr(err, errlen, "cannot set TLS 1.2 ciphers: %s", tls_ossl_reason(rb, sizeof(rb)));
         goto fail;
     }
-    if (p->tls13_ciphersuites && SSL_CTX_set_ciphersuites(sc, p->tls13_ciphersuites) != 1) {
+    if (SSL_CTX_set_ciphersuites(sc, p->tls13_ciphersuites ? p->tls13_ciphersuites
+                                                            : tls13_default_suites) != 1) {
         seterr(err, errlen, "bad tls13_ciphersuites '%.64s': %s", p->tls13_ciphersuites,
                tls_ossl_reason(rb, sizeof(rb)));
         goto fail;

@@ -40,7 +40,7 @@ struct send_opts {
     size_t nrcpt;
     const char *pins[MAX_PINS];
     size_t npins;
-    int implicit, insecure, quiet;
+    int implicit, insecure, quiet, no_pipeline_body;
     unsigned long count, connections, timeout_s, stage_timeout_s, hold_s, per_conn, keepalive_s;
     unsigned long send_zc_min;
 };
@@ -96,6 +96,14 @@ static void usage(FILE *f)
            "                           RFC 5321 4.5.3.2 values, 60 s for the handshake)\n"
            "  --hold SECONDS           keep the connections open and idle this long after\n"
            "                           sending, then report the memory they hold\n"
+           "  --max-messages-per-connection N\n"
+           "                           replace a connection after N messages (default 1000)\n"
+           "  --keepalive SECONDS      NOOP on connections idle this long (default 60)\n"
+           "  --send-zc BYTES          zero-copy send (SEND_ZC) for ciphertext runs of at least\n"
+           "                           this many bytes (default 65536)\n"
+           "  --no-send-zc             always copy ciphertext into the kernel\n"
+           "  --no-pipeline-body       with CHUNKING, wait for an accepted recipient before\n"
+           "                           sending the body (default: BDAT goes with MAIL and RCPT)\n"
            "  --quiet                  print only the summary line\n"
            "  -h, --help               show this help\n"
            "\n"
@@ -129,6 +137,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"keepalive", required_argument, NULL, 'k'},
         {"send-zc", required_argument, NULL, 'z'},
         {"no-send-zc", no_argument, NULL, 'Z'},
+        {"no-pipeline-body", no_argument, NULL, 'B'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -154,6 +163,9 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
             break;
         case 'Z':
             o->send_zc_min = POOL_SEND_ZC_OFF;
+            break;
+        case 'B':
+            o->no_pipeline_body = 1;
             break;
         case 'c':
             o->ca = optarg;
@@ -534,6 +546,7 @@ int cmd_send(int argc, char **argv)
     r.o = &o;
     pc.name = host;
     pc.smtp.ehlo_name = ehlo;
+    pc.smtp.pipeline_body = !o.no_pipeline_body;
     pc.smtp.tls_mode = o.implicit ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
     pc.smtp.auth_plain_b64 = creds.plain_b64;
     pc.smtp.auth_user_b64 = creds.user_b64;

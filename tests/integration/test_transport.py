@@ -394,7 +394,15 @@ def case_temp_and_perm_replies(env):
     s = env.sink("--reply", "RCPT=550", store=False)
     rc, out = env.send(s.port)
     check(rc == 69, "5yz RCPT is permanent (69), got %d:\n%s" % (rc, out))
-    s.stop()
+    check(s.stop().get("messages") == 0, "nothing delivered when every RCPT is refused")
+    # Again with the body waiting for an accepted recipient, and with the
+    # pipelined BDAT (the default) over a connection that goes on: the
+    # refused transaction must not poison the next one.
+    for extra in (["--no-pipeline-body"], []):
+        s = env.sink("--reply", "RCPT=550", store=False)
+        rc, out = env.send(s.port, *extra, count=3)
+        check(rc == 69, "%s: every RCPT refused is permanent (69), got %d:\n%s" % (extra, rc, out))
+        check(s.stop().get("messages") == 0, "%s: nothing delivered" % extra)
 
 
 def spki_pin(pem):

@@ -75,6 +75,7 @@ static const char full[] =
     "    max_bytes_per_connection: 10000000000\n"
     "    max_connection_age: 0\n"
     "    keepalive: 30\n"
+    "    pipeline_body: false\n"
     "    timeouts: {connect: 5, greeting: 6, command: 7, tls: 8, data_block: 9, data_done: 10,"
     " quit: 2}\n"
     "retry:\n"
@@ -157,6 +158,7 @@ static void test_full(void)
         CHECK(r->max_bytes_per_connection == 10000000000ull);
         CHECK_INT(r->max_connection_age, 0);
         CHECK_INT(r->keepalive, 30);
+        CHECK_INT(r->pipeline_body, 0);
         CHECK_INT(r->timeouts.connect, 5);
         CHECK_INT(r->timeouts.greeting, 6);
         CHECK_INT(r->timeouts.command, 7);
@@ -244,6 +246,7 @@ static void test_defaults(void)
     CHECK_INT(r->max_bytes_per_connection, 0);
     CHECK_INT(r->max_connection_age, 3600);
     CHECK_INT(r->keepalive, 60);
+    CHECK_INT(r->pipeline_body, 1);
     CHECK_INT(r->timeouts.connect, 30);
     CHECK_INT(r->timeouts.greeting, 300);
     CHECK_INT(r->timeouts.command, 300);
@@ -655,6 +658,7 @@ static void test_adapters(void)
     CHECK_INT(pc.connections, 16);
     CHECK_INT(pc.max_age_ms, 0);
     CHECK_INT(pc.keepalive_ms, 30000);
+    CHECK_INT(pc.smtp.pipeline_body, 0);
     CHECK(pc.max_bytes_per_conn == 10000000000ull);
     config_free(c);
 }
