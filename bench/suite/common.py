@@ -121,16 +121,27 @@ class CoreMeter:
                     parts = line.split()
                     v = [int(x) for x in parts[1:]]
                     idle = v[3] + (v[4] if len(v) > 4 else 0)
-                    out[int(parts[0][3:])] = (sum(v[:8]) - idle, sum(v[:8]))
+                    out[int(parts[0][3:])] = (sum(v[:8]) - idle, sum(v[:8]), v[:8])
         return out
 
     def busy(self):
         """{cpu: (busy seconds, fraction busy)} since construction."""
         t1 = self._read()
         out = {}
-        for cpu, (b1, a1) in t1.items():
-            b0, a0 = self.t0.get(cpu, (0, 0))
+        for cpu, (b1, a1, _) in t1.items():
+            b0, a0, _ = self.t0.get(cpu, (0, 0, None))
             out[cpu] = ((b1 - b0) / HZ, (b1 - b0) / (a1 - a0) if a1 > a0 else 0.0)
+        return out
+
+    def breakdown(self):
+        """{cpu: {user, nice, system, idle, iowait, irq, softirq, steal}} shares."""
+        t1 = self._read()
+        names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        out = {}
+        for cpu, (_, a1, v1) in t1.items():
+            _, a0, v0 = self.t0.get(cpu, (0, 0, [0] * 8))
+            tot = max(a1 - a0, 1)
+            out[cpu] = {n: round((v1[i] - v0[i]) / tot, 3) for i, n in enumerate(names)}
         return out
 
 
@@ -169,6 +180,35 @@ def machine():
         "python": sys.version.split()[0],
         "hostname": os.uname().nodename,
     }
+
+
+def background(cpus, seconds=1.0):
+    """How busy the cores were before the suite started anything (other
+    people's work on a shared machine shows here), and the busiest
+    processes then."""
+    m = CoreMeter()
+    t0 = {}
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        st = proc_stat(pid)
+        if st:
+            t0[pid] = st[0] + st[1]
+    time.sleep(seconds)
+    busy = m.busy()
+    top = []
+    for pid, c0 in t0.items():
+        st = proc_stat(pid)
+        if st and st[0] + st[1] - c0 > 0.05 * seconds and pid != os.getpid():
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    name = f.read().strip()
+            except OSError:
+                name = "?"
+            top.append({"pid": pid, "comm": name,
+                        "cpu_pct": round(100 * (st[0] + st[1] - c0) / seconds, 1)})
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    return {"core_busy_pct": {str(c): round(100 * busy.get(c, (0, 0))[1], 1) for c in cpus},
+            "loadavg": load, "busy_processes": sorted(top, key=lambda x: -x["cpu_pct"])[:5]}
 
 
 # ---- messages ---------------------------------------------------------------

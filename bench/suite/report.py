@@ -86,6 +86,14 @@ def table(res):
     lines.append("machine: %s, %s cores, kernel %s, %s, kTLS module %s" % (
         m["cpu_model"], m["cores"], m["kernel"], m["openssl"],
         "present" if m["kernel_tls_module"] else "absent"))
+    bg = m.get("background") or {}
+    if bg:
+        lines.append("before the suite: core busy %s, load %s%s" % (
+            ", ".join("cpu%s %s%%" % kv for kv in bg.get("core_busy_pct", {}).items()),
+            " ".join(bg.get("loadavg", [])),
+            ("; busy processes: " + ", ".join("%s %s%%" % (p["comm"], p["cpu_pct"])
+                                              for p in bg["busy_processes"]))
+            if bg.get("busy_processes") else ""))
     cl = res.get("crypto_limit") or {}
     if cl.get("ok"):
         lines.append("crypto limit: AES-128-GCM on one core, %d-byte blocks: %.0f MB/s "

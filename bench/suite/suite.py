@@ -113,6 +113,7 @@ def main(argv):
     ctx.run_id = "r" + stamp.replace("-", "")[-10:]
     ctx.work = tempfile.mkdtemp(prefix="ringmail-bench.")
     ctx.build = build
+    ctx.smoke = a.smoke
 
     steps = (("crypto" not in skip) + len(sizes) * (("transport" not in skip) +
              ("drain" not in skip) + ("syscalls" not in skip)) +
@@ -126,7 +127,8 @@ def main(argv):
                   "engine_cpu": a.engine_cpu, "sink_cpu": a.sink_cpu,
                   "redis_cpu": ctx.redis_cpu, "workers": 1,
                   "ringmail_version": os.popen(ringmail + " --version").read().strip()},
-        "machine": common.machine(),
+        "machine": dict(common.machine(), background=common.background(
+            [a.engine_cpu, a.sink_cpu])),
         "crypto_limit": None, "transport": [], "drain": [], "open_loop": None, "idle": None,
         "peers": [], "targets": [], "failures": [],
     }
@@ -156,6 +158,12 @@ def main(argv):
             res["crypto_limit"] = attempt("crypto limit: openssl speed -evp aes-128-gcm",
                                           runs.crypto_limit, a.engine_cpu, 1 if a.smoke else 3)
         perf_events = runs.syscall_events() if "syscalls" not in skip else None
+        if "syscalls" not in skip and not perf_events and not shutil.which("strace"):
+            skip.add("syscalls")
+            p.note("neither perf tracepoints nor strace here: no syscall counts")
+            no_syscalls = True
+        else:
+            no_syscalls = False
         for size in sizes:
             if "transport" not in skip:
                 n = max(100, int(TRANSPORT.get(size, 2000) * scale))
@@ -172,6 +180,8 @@ def main(argv):
                 r.setdefault("sender", "ringmail")
                 r.setdefault("mode", "drain")
                 r.setdefault("size", size)
+                if no_syscalls:
+                    r["syscall_method"] = "unavailable"
                 if "syscalls" not in skip:
                     k = max(100, n // 4)
                     if perf_events:
@@ -248,8 +258,8 @@ def main(argv):
         out, "".join(", " + c for c in res["charts"]), res["suite"]["seconds"]))
     if a.keep or res["failures"]:
         keep = os.path.join(out, "work")
-        shutil.copytree(ctx.work, keep, ignore=shutil.ignore_patterns("*.eml", "redis"),
-                        dirs_exist_ok=True)
+        shutil.copytree(ctx.work, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+            "*.eml", "*.body", "redis", "queue", "data", "tls"))
         print("work directory (logs, configs) copied to %s" % keep)
     shutil.rmtree(ctx.work, ignore_errors=True)
     return 1 if res["failures"] else 0
