@@ -76,6 +76,7 @@ struct conn {
     int got_reply;
     int quit_requested;
     int closed_reported;
+    struct smtp_client_txn *txn;
     struct conn_stats st;
 };
 
@@ -274,6 +275,7 @@ static void begin_close(struct conn *c, enum smtp_client_reason reason, const ch
         return;
     c->closed_reported = 1;
     c->phase = CP_CLOSING;
+    c->txn = NULL;
     if (reason != SMTP_CLIENT_R_NONE)
         log_event(LOG_WARN, "connection_failed", "relay", c->name, "reason",
                   smtp_client_reason_name(reason), "detail", detail ? detail : "", NULL);
@@ -318,6 +320,7 @@ static void process_events(struct conn *c)
             start_tls(c);
             break;
         case SMTP_CLIENT_EV_READY:
+            c->txn = NULL;
             if (c->quit_requested) {
                 smtp_client_quit(c->smtp);
             } else if (c->cb.ready && !c->closed_reported) {
@@ -325,6 +328,7 @@ static void process_events(struct conn *c)
             }
             break;
         case SMTP_CLIENT_EV_TXN_DONE:
+            c->txn = NULL;
             if (ev.txn->delivered)
                 c->st.messages++;
             if (c->cb.txn_done && !c->closed_reported)
@@ -359,12 +363,12 @@ static void send_iov(struct conn *c, struct iovec *iov, size_t n, int more)
 /*
  * The zero-copy body path (kTLS TX on, body in a file): file -> pipe ->
  * socket with splice, one pipe-load at a time; the kernel encrypts on the
- * way out. remaining: bytes of t's body not yet sent.
+ * way out. remaining: body bytes not yet sent.
  */
-static void splice_body(struct conn *c, const struct smtp_client_txn *t, size_t remaining)
+static void splice_body(struct conn *c, size_t remaining)
 {
-    const struct smtp_client_body_file *bf = t->body_file;
-    long long off = bf->off + (long long)(t->body_len - remaining);
+    const struct smtp_client_body_file *bf = c->txn->body_file;
+    long long off = bf->off + (long long)(c->txn->body_len - remaining);
     unsigned chunk;
     int rc;
 
@@ -446,15 +450,12 @@ static void pump(struct conn *c)
     if (!ciphered) {
         if (!n)
             return;
-        if (c->phase == CP_TLS && tls_conn_ktls_tx(c->tls)) {
-            /* Bodies with a file go by splice; what comes before the first
-             * of them goes by send. Transactions in flight back to back
-             * each have their own body (and file). */
+        if (c->phase == CP_TLS && c->txn && c->txn->body_file && tls_conn_ktls_tx(c->tls)) {
             size_t k, before = 0;
-            for (k = 0; k < n && !(out[k].body && out[k].txn->body_file); k++)
+            for (k = 0; k < n && !out[k].body; k++)
                 before += out[k].len;
             if (k == 0) {
-                splice_body(c, out[0].txn, out[0].len);
+                splice_body(c, out[0].len);
                 return;
             }
             if (k < n) { /* the commands first, the body right after */
@@ -647,7 +648,6 @@ static void handler(void *ctx, const struct loop_cqe *q)
 static void on_timer(void *ctx)
 {
     struct conn *c = ctx;
-    const struct smtp_client_txn *txn = smtp_client_current(c->smtp); /* the oldest */
     const char *what;
 
     switch (c->phase) {
@@ -663,7 +663,7 @@ static void on_timer(void *ctx)
         what = "timeout in the TLS handshake";
         break;
     default:
-        if (smtp_client_is_ready(c->smtp) && !txn && c->keepalive_ms) {
+        if (smtp_client_is_ready(c->smtp) && !c->txn && c->keepalive_ms) {
             smtp_client_noop(c->smtp);
             pump(c);
             arm_timer(c);
@@ -671,9 +671,9 @@ static void on_timer(void *ctx)
         }
         if (!c->got_reply)
             what = "timeout waiting for the greeting";
-        else if (txn && txn->body_sent)
+        else if (c->txn && c->txn->body_sent)
             what = "timeout waiting for the reply to the end of data";
-        else if (txn && txn->body_started)
+        else if (c->txn && c->txn->body_started)
             what = "timeout sending the message";
         else
             what = "timeout waiting for a reply";
@@ -684,7 +684,6 @@ static void on_timer(void *ctx)
 
 static void arm_timer(struct conn *c)
 {
-    const struct smtp_client_txn *txn = smtp_client_current(c->smtp); /* the oldest */
     unsigned ms;
     switch (c->phase) {
     case CP_DEAD:
@@ -699,11 +698,11 @@ static void arm_timer(struct conn *c)
     default:
         if (!c->got_reply && !c->implicit)
             ms = c->to.greeting_ms;
-        else if (smtp_client_is_ready(c->smtp) && !txn)
+        else if (smtp_client_is_ready(c->smtp) && !c->txn)
             ms = c->keepalive_ms;
-        else if (txn && txn->body_sent)
+        else if (c->txn && c->txn->body_sent)
             ms = c->to.data_done_ms;
-        else if (txn && txn->body_started)
+        else if (c->txn && c->txn->body_started)
             ms = c->to.data_block_ms;
         else
             ms = c->to.command_ms;
@@ -815,14 +814,7 @@ fail:
     return NULL;
 }
 
-unsigned conn_can_submit(const struct conn *c)
-{
-    if (c->phase != CP_TLS || c->closed_reported || c->quit_requested)
-        return 0;
-    return smtp_client_can_start(c->smtp);
-}
-
-int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const char **err)
+int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err)
 {
     if (c->phase != CP_TLS || c->closed_reported) {
         *err = "connection is not ready";
@@ -830,10 +822,9 @@ int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const cha
     }
     if (smtp_client_start(c->smtp, txn, err) != 0)
         return -1;
+    c->txn = txn;
     /* Local refusals (SIZE, 8BITMIME, SMTPUTF8) complete at once. */
     process_events(c);
-    if (more)
-        return 0; /* the caller submits the rest, then the burst goes in one send */
     pump(c);
     arm_timer(c);
     return 0;
@@ -852,7 +843,7 @@ void conn_quit(struct conn *c)
         smtp_client_quit(c->smtp);
         pump(c);
         loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
-    } else if (smtp_client_current(c->smtp)) {
+    } else if (c->txn) {
         c->quit_requested = 1;
     } else {
         conn_abort(c, SMTP_CLIENT_R_NONE, "closed before it was ready");
