@@ -101,6 +101,7 @@ struct config_relay {
     unsigned max_connection_age;          /* seconds; default 3600; 0: no limit */
     unsigned keepalive;                   /* seconds idle before NOOP; default 60 */
     int pipeline_body;                    /* BDAT chunk with MAIL and RCPT; default 1 */
+    unsigned pipeline_depth;              /* transactions back to back; default 8 */
     struct config_timeouts timeouts;
     unsigned line; /* where the relay starts in the file, for later messages */
 };

@@ -179,6 +179,7 @@ static void dump_relay(struct emit *m, const struct config_relay *r)
     kv_num(m, "max_connection_age", r->max_connection_age);
     kv_num(m, "keepalive", r->keepalive);
     kv_bool(m, "pipeline_body", r->pipeline_body);
+    kv_num(m, "pipeline_depth", r->pipeline_depth);
     map_start(m, "timeouts");
     kv_num(m, "connect", t->connect);
     kv_num(m, "greeting", t->greeting);
@@ -273,6 +274,7 @@ void config_relay_pool_config(const struct config *c, const struct config_relay 
     out->name = r->name;
     out->smtp.ehlo_name = c->ehlo_name;
     out->smtp.pipeline_body = r->pipeline_body;
+    out->smtp.pipeline_depth = r->pipeline_depth;
     out->smtp.tls_mode =
         r->tls == CONFIG_TLS_IMPLICIT ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
     out->timeouts.connect_ms = t->connect * 1000u;

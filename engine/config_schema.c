@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "config_internal.h"
+#include "smtp_client.h"
 
 #define MAX_RELAYS   1000
 #define MAX_SCHEDULE 100
@@ -300,6 +301,7 @@ static const struct cfg_field relay_fields[] = {
     R("max_connection_age", cfg_parse_uint, max_connection_age, 0, 30 * DAY, 0),
     R("keepalive", cfg_parse_uint, keepalive, 1, DAY, 0),
     R("pipeline_body", cfg_parse_bool, pipeline_body, 0, 0, 0),
+    R("pipeline_depth", cfg_parse_uint, pipeline_depth, 1, SMTP_CLIENT_DEPTH_MAX, 0),
     R("timeouts", parse_timeouts, timeouts, 0, 0, CFG_SECTION),
 };
 #undef R
@@ -382,6 +384,7 @@ static int parse_relays(struct cfg *x, yaml_node_t *v, const char *path, void *d
         r->max_connection_age = 3600;
         r->keepalive = 60;
         r->pipeline_body = 1;
+        r->pipeline_depth = 8;
         r->timeouts = (struct config_timeouts){30, 300, 300, 60, 180, 600, 10};
         r->line = cfg_line(m);
         snprintf(sub, sizeof(sub), "%s[%zu]", path, c->nrelays - 1);

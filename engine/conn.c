@@ -25,7 +25,7 @@
 
 #define PLAIN_BUF  1024
 #define READ_CHUNK 16384
-#define OUT_PIECES 16
+#define OUT_PIECES 32
 
 enum conn_phase {
     CP_CONNECTING = 1,
@@ -73,10 +73,10 @@ struct conn {
     int pipe_fd[2];       /* for splicing bodies; -1 until first needed */
     size_t pipe_bytes;    /* spliced into the pipe, not yet out of it */
     int splice_more;      /* body bytes remain beyond the pipe-load in flight */
+    int splice_wait;      /* the socket was full: POLLOUT, then splice out again */
     int got_reply;
     int quit_requested;
     int closed_reported;
-    struct smtp_client_txn *txn;
     struct conn_stats st;
 };
 
@@ -275,7 +275,6 @@ static void begin_close(struct conn *c, enum smtp_client_reason reason, const ch
         return;
     c->closed_reported = 1;
     c->phase = CP_CLOSING;
-    c->txn = NULL;
     if (reason != SMTP_CLIENT_R_NONE)
         log_event(LOG_WARN, "connection_failed", "relay", c->name, "reason",
                   smtp_client_reason_name(reason), "detail", detail ? detail : "", NULL);
@@ -320,7 +319,6 @@ static void process_events(struct conn *c)
             start_tls(c);
             break;
         case SMTP_CLIENT_EV_READY:
-            c->txn = NULL;
             if (c->quit_requested) {
                 smtp_client_quit(c->smtp);
             } else if (c->cb.ready && !c->closed_reported) {
@@ -328,7 +326,6 @@ static void process_events(struct conn *c)
             }
             break;
         case SMTP_CLIENT_EV_TXN_DONE:
-            c->txn = NULL;
             if (ev.txn->delivered)
                 c->st.messages++;
             if (c->cb.txn_done && !c->closed_reported)
@@ -363,12 +360,12 @@ static void send_iov(struct conn *c, struct iovec *iov, size_t n, int more)
 /*
  * The zero-copy body path (kTLS TX on, body in a file): file -> pipe ->
  * socket with splice, one pipe-load at a time; the kernel encrypts on the
- * way out. remaining: body bytes not yet sent.
+ * way out. remaining: bytes of t's body not yet sent.
  */
-static void splice_body(struct conn *c, size_t remaining)
+static void splice_body(struct conn *c, const struct smtp_client_txn *t, size_t remaining)
 {
-    const struct smtp_client_body_file *bf = c->txn->body_file;
-    long long off = bf->off + (long long)(c->txn->body_len - remaining);
+    const struct smtp_client_body_file *bf = t->body_file;
+    long long off = bf->off + (long long)(t->body_len - remaining);
     unsigned chunk;
     int rc;
 
@@ -394,9 +391,36 @@ static void splice_body(struct conn *c, size_t remaining)
     c->st.sends++;
 }
 
+/* Move the pipe-load to the socket (the kernel encrypts on the way out). */
+static void splice_out(struct conn *c)
+{
+    /* SPLICE_F_MORE (MSG_MORE to kTLS) only while body bytes remain behind
+     * this pipe-load: on the last one it would leave the final record open
+     * and the TCP segment corked, so the end of the message would wait for
+     * the kernel's ~200 ms cork timer while the server waits for it (seen
+     * in the kTLS guest: 4 messages/s with 2 KB bodies). */
+    int rc = loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
+                         (unsigned)c->pipe_bytes,
+                         SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
+    if (rc < 0) {
+        c->send_pending = 0;
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
+    }
+}
+
 static void on_spliced(struct conn *c, int tag, int res)
 {
-    int rc;
+    if (res == -EAGAIN && tag == TAG_SPLICE_OUT && !c->poll_pending) {
+        /* The socket is non-blocking and full (a slow reader): io_uring
+         * does not poll-retry a splice as it does a send, so wait for room
+         * and splice again; the send stays pending meanwhile. Seen in the
+         * kTLS guest with a large body and a server that paused reading. */
+        if (loop_poll(c->loop, c->slot, TAG_POLL, c->fd, POLLOUT) == 0) {
+            c->poll_pending = 1;
+            c->splice_wait = 1;
+            return;
+        }
+    }
     if (res <= 0) {
         char d[96];
         c->send_pending = 0;
@@ -416,18 +440,7 @@ static void on_spliced(struct conn *c, int tag, int res)
         c->send_pending = 0; /* pump() takes the next pipe-load or piece */
         return;
     }
-    /* SPLICE_F_MORE (MSG_MORE to kTLS) only while body bytes remain behind
-     * this pipe-load: on the last one it would leave the final record open
-     * and the TCP segment corked, so the end of the message would wait for
-     * the kernel's ~200 ms cork timer while the server waits for it (seen
-     * in the kTLS guest: 4 messages/s with 2 KB bodies). */
-    rc = loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
-                     (unsigned)c->pipe_bytes,
-                     SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
-    if (rc < 0) {
-        c->send_pending = 0;
-        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
-    }
+    splice_out(c);
 }
 
 static void pump(struct conn *c)
@@ -450,12 +463,15 @@ static void pump(struct conn *c)
     if (!ciphered) {
         if (!n)
             return;
-        if (c->phase == CP_TLS && c->txn && c->txn->body_file && tls_conn_ktls_tx(c->tls)) {
+        if (c->phase == CP_TLS && tls_conn_ktls_tx(c->tls)) {
+            /* Bodies with a file go by splice; what comes before the first
+             * of them goes by send. Transactions in flight back to back
+             * each have their own body (and file). */
             size_t k, before = 0;
-            for (k = 0; k < n && !out[k].body; k++)
+            for (k = 0; k < n && !(out[k].body && out[k].txn->body_file); k++)
                 before += out[k].len;
             if (k == 0) {
-                splice_body(c, out[0].len);
+                splice_body(c, out[0].txn, out[0].len);
                 return;
             }
             if (k < n) { /* the commands first, the body right after */
@@ -634,8 +650,12 @@ static void handler(void *ctx, const struct loop_cqe *q)
         break;
     case TAG_POLL:
         c->poll_pending = 0;
-        if (c->phase == CP_HANDSHAKE)
+        if (c->phase == CP_HANDSHAKE) {
             handshake_step(c);
+        } else if (c->splice_wait) {
+            c->splice_wait = 0;
+            splice_out(c); /* POLLERR or POLLHUP: the splice says what went wrong */
+        }
         break;
     }
     process_events(c);
@@ -648,6 +668,7 @@ static void handler(void *ctx, const struct loop_cqe *q)
 static void on_timer(void *ctx)
 {
     struct conn *c = ctx;
+    const struct smtp_client_txn *txn = smtp_client_current(c->smtp); /* the oldest */
     const char *what;
 
     switch (c->phase) {
@@ -663,7 +684,7 @@ static void on_timer(void *ctx)
         what = "timeout in the TLS handshake";
         break;
     default:
-        if (smtp_client_is_ready(c->smtp) && !c->txn && c->keepalive_ms) {
+        if (smtp_client_is_ready(c->smtp) && !txn && c->keepalive_ms) {
             smtp_client_noop(c->smtp);
             pump(c);
             arm_timer(c);
@@ -671,9 +692,9 @@ static void on_timer(void *ctx)
         }
         if (!c->got_reply)
             what = "timeout waiting for the greeting";
-        else if (c->txn && c->txn->body_sent)
+        else if (txn && txn->body_sent)
             what = "timeout waiting for the reply to the end of data";
-        else if (c->txn && c->txn->body_started)
+        else if (txn && txn->body_started)
             what = "timeout sending the message";
         else
             what = "timeout waiting for a reply";
@@ -684,6 +705,7 @@ static void on_timer(void *ctx)
 
 static void arm_timer(struct conn *c)
 {
+    const struct smtp_client_txn *txn = smtp_client_current(c->smtp); /* the oldest */
     unsigned ms;
     switch (c->phase) {
     case CP_DEAD:
@@ -698,11 +720,11 @@ static void arm_timer(struct conn *c)
     default:
         if (!c->got_reply && !c->implicit)
             ms = c->to.greeting_ms;
-        else if (smtp_client_is_ready(c->smtp) && !c->txn)
+        else if (smtp_client_is_ready(c->smtp) && !txn)
             ms = c->keepalive_ms;
-        else if (c->txn && c->txn->body_sent)
+        else if (txn && txn->body_sent)
             ms = c->to.data_done_ms;
-        else if (c->txn && c->txn->body_started)
+        else if (txn && txn->body_started)
             ms = c->to.data_block_ms;
         else
             ms = c->to.command_ms;
@@ -814,7 +836,22 @@ fail:
     return NULL;
 }
 
-int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err)
+void conn_flush(struct conn *c)
+{
+    if (c->phase == CP_DEAD)
+        return;
+    pump(c);
+    arm_timer(c);
+}
+
+unsigned conn_can_submit(const struct conn *c)
+{
+    if (c->phase != CP_TLS || c->closed_reported || c->quit_requested)
+        return 0;
+    return smtp_client_can_start(c->smtp);
+}
+
+int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const char **err)
 {
     if (c->phase != CP_TLS || c->closed_reported) {
         *err = "connection is not ready";
@@ -822,9 +859,10 @@ int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err)
     }
     if (smtp_client_start(c->smtp, txn, err) != 0)
         return -1;
-    c->txn = txn;
     /* Local refusals (SIZE, 8BITMIME, SMTPUTF8) complete at once. */
     process_events(c);
+    if (more)
+        return 0; /* the caller submits the rest, then the burst goes in one send */
     pump(c);
     arm_timer(c);
     return 0;
@@ -843,7 +881,7 @@ void conn_quit(struct conn *c)
         smtp_client_quit(c->smtp);
         pump(c);
         loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
-    } else if (c->txn) {
+    } else if (smtp_client_current(c->smtp)) {
         c->quit_requested = 1;
     } else {
         conn_abort(c, SMTP_CLIENT_R_NONE, "closed before it was ready");

@@ -37,7 +37,8 @@ struct conn;
 struct conn_callbacks {
     /* Idle and usable: conn_submit(), conn_quit() or nothing. */
     void (*ready)(struct conn *c, void *user);
-    /* A transaction ended; its results are filled. ready() follows. */
+    /* A transaction ended; its results are filled. ready() follows once no
+     * other transaction is in flight on this connection. */
     void (*txn_done)(struct conn *c, struct smtp_client_txn *txn, void *user);
     /* The connection is over (failure or QUIT). reason NONE: a clean QUIT.
      * txn: the transaction that was in flight (results filled, temporary),
@@ -68,8 +69,15 @@ struct conn_config {
 struct conn *conn_new(struct loop *loop, const struct conn_config *cfg,
                       const struct conn_callbacks *cb, void *user, char *err, size_t errlen);
 
-/* Start a transaction (only after ready()). 0, or -1 with *err. */
-int conn_submit(struct conn *c, struct smtp_client_txn *txn, const char **err);
+/* How many transactions conn_submit() takes now: 0 busy, 1 after ready(),
+ * more when the relay lets them go back to back (smtp_client_can_start). */
+unsigned conn_can_submit(const struct conn *c);
+/* Start a transaction (only while conn_can_submit() > 0). 0, or -1 with
+ * *err. more: another conn_submit() follows at once, so hold the bytes
+ * back and send them all in one burst with the last. */
+int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const char **err);
+/* Send what conn_submit(..., more = 1, ...) held back. */
+void conn_flush(struct conn *c);
 /* The encoding the next transaction's body needs. */
 enum message_encoding conn_body_encoding(const struct conn *c);
 /* QUIT when idle, otherwise abort: closed() follows either way. */

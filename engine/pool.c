@@ -2,12 +2,15 @@
  * pool: persistent connections of one relay. Each of the configured slots
  * holds at most one connection; a slot whose connection went away reconnects
  * after a backoff (at once after a clean rotation). Jobs queue in FIFO order
- * and go to whichever connection becomes idle first.
+ * and go to whichever connection becomes idle first. When more jobs wait
+ * than connections are idle, and the relay allows it (PIPELINING, CHUNKING,
+ * pipeline_body), a connection takes several back to back in one burst.
  */
 #include "pool.h"
 
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +28,7 @@ struct pool_slot {
     unsigned index;
     struct conn *conn;
     enum slot_state st;
-    struct pool_job *job;
+    struct pool_job *jobs, *jobs_tail; /* in flight on this connection, oldest first */
     int was_ready;
     int mslot; /* metrics connection slot, -1: none */
     unsigned backoff_ms;
@@ -162,14 +165,42 @@ static void on_ready(struct conn *c, void *user)
     dispatch(p);
 }
 
+/* Take j off its slot's list of jobs in flight. */
+static void slot_unlink(struct pool_slot *s, struct pool_job *j)
+{
+    struct pool_job **pp = &s->jobs, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = j->next;
+    if (s->jobs_tail == j)
+        s->jobs_tail = prev;
+    j->next = NULL;
+}
+
 static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
 {
     struct pool_slot *s = user;
     struct pool *p = s->pool;
-    struct pool_job *j = s->job;
-    s->job = NULL;
-    s->st = PS_IDLE;
+    /* The oldest, except a local refusal, which finishes at once. */
+    struct pool_job *j = (struct pool_job *)((char *)txn - offsetof(struct pool_job, txn));
+    slot_unlink(s, j);
+    if (!s->jobs)
+        s->st = PS_IDLE;
     p->inflight--;
+    if (txn->not_attempted && !p->draining) {
+        /* Refused only for following a failed transaction in the same
+         * burst: first in line again (nothing of it was accepted). */
+        j->next = p->qhead;
+        p->qhead = j;
+        if (!p->qtail)
+            p->qtail = j;
+        p->st.queued++;
+        return;
+    }
     if (txn->delivered)
         metrics_conn_message(p->cfg.metrics, s->mslot, txn->body_len);
     p->st.jobs_done++;
@@ -201,11 +232,11 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
 {
     struct pool_slot *s = user;
     struct pool *p = s->pool;
-    struct pool_job *j = s->job;
+    struct pool_job *j = s->jobs;
     int was_ready = s->was_ready, clean = reason == SMTP_CLIENT_R_NONE;
 
     s->conn = NULL;
-    s->job = NULL;
+    s->jobs = s->jobs_tail = NULL;
     s->st = PS_EMPTY;
     s->was_ready = 0;
     p->live--;
@@ -224,11 +255,16 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
         p->last_reason = reason;
         snprintf(p->last_detail, sizeof(p->last_detail), "%s", detail ? detail : "");
     }
-    if (j) {
+    /* Every job in flight here: the client filled their pending results
+     * as temporary (txn is the oldest of them). */
+    (void)txn;
+    while (j) {
+        struct pool_job *next = j->next;
+        j->next = NULL;
         p->inflight--;
         p->st.jobs_done++;
-        (void)txn; /* == &j->txn: its results are filled as temporary */
         j->done(j, reason, detail, conn_tls_facts(c));
+        j = next;
     }
     if (!was_ready && !clean) {
         p->consecutive_fail++;
@@ -292,35 +328,70 @@ static void on_retry(void *ctx)
     open_slot(ctx);
 }
 
+/* How many jobs an idle slot takes now: its share of the queue, within
+ * what the connection accepts back to back and what is left of its
+ * message budget before rotation. */
+static unsigned slot_share(const struct pool *p, const struct pool_slot *s, unsigned idle)
+{
+    unsigned want = (unsigned)((p->st.queued + idle - 1) / idle), cap = conn_can_submit(s->conn);
+    if (p->cfg.max_messages_per_conn) {
+        struct conn_stats cs;
+        conn_stats(s->conn, &cs);
+        if (cs.messages < p->cfg.max_messages_per_conn &&
+            p->cfg.max_messages_per_conn - cs.messages < cap)
+            cap = (unsigned)(p->cfg.max_messages_per_conn - cs.messages);
+    }
+    return want < cap ? want : cap;
+}
+
 static void dispatch(struct pool *p)
 {
-    unsigned i;
-    for (i = 0; i < p->cfg.connections && p->qhead; i++) {
+    unsigned i, idle = 0;
+    for (i = 0; i < p->cfg.connections; i++)
+        idle += p->slots[i].st == PS_IDLE;
+    for (i = 0; i < p->cfg.connections && p->qhead && idle; i++) {
         struct pool_slot *s = &p->slots[i];
-        struct pool_job *j;
-        const char *err = NULL;
+        unsigned want, sent = 0;
         if (s->st != PS_IDLE)
             continue;
-        j = p->qhead;
-        p->qhead = j->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->st.queued--;
-        if (j->prepare(j, conn_body_encoding(s->conn)) != 0) {
-            fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, "bad message");
-            i--; /* this slot is still idle */
-            continue;
+        want = slot_share(p, s, idle--);
+        /* Asked again each time: a local refusal inside conn_submit can run
+         * a nested dispatch that fills this connection up. */
+        while (sent < want && p->qhead && s->conn && (s->st == PS_IDLE || s->st == PS_BUSY) &&
+               conn_can_submit(s->conn)) {
+            struct pool_job *j = p->qhead;
+            const char *err = NULL;
+            p->qhead = j->next;
+            if (!p->qhead)
+                p->qtail = NULL;
+            p->st.queued--;
+            j->next = NULL;
+            if (j->prepare(j, conn_body_encoding(s->conn)) != 0) {
+                fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, "bad message");
+                continue;
+            }
+            /* On the slot's list before the submit: a local refusal
+             * finishes (on_txn_done) inside it. */
+            if (s->jobs_tail)
+                s->jobs_tail->next = j;
+            else
+                s->jobs = j;
+            s->jobs_tail = j;
+            s->st = PS_BUSY;
+            p->inflight++;
+            if (conn_submit(s->conn, &j->txn, 1, &err) != 0) {
+                slot_unlink(s, j);
+                if (!s->jobs)
+                    s->st = PS_IDLE;
+                p->inflight--;
+                fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, err);
+                continue;
+            }
+            sent++;
         }
-        s->st = PS_BUSY;
-        s->job = j;
-        p->inflight++;
-        if (conn_submit(s->conn, &j->txn, &err) != 0) {
-            s->job = NULL;
-            s->st = PS_IDLE;
-            p->inflight--;
-            fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, err);
-            i--;
-        }
+        /* One burst for all of them. */
+        if (sent && s->conn)
+            conn_flush(s->conn);
     }
 }
 

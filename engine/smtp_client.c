@@ -114,6 +114,7 @@ int smtp_client_out_cmd(struct smtp_client *c, const char *a, const char *b, con
         }
         s = &c->segs[c->nseg++];
         s->body = 0;
+        s->txn = NULL;
         s->ptr = NULL;
         s->off = c->olen;
         s->len = 0;
@@ -130,7 +131,7 @@ int smtp_client_out_cmd(struct smtp_client *c, const char *a, const char *b, con
     return 0;
 }
 
-int smtp_client_out_body(struct smtp_client *c, const void *p, size_t len)
+int smtp_client_out_body(struct smtp_client *c, struct smtp_client_txn *t)
 {
     struct smtp_client_seg *s;
     if (c->nseg == SEG_MAX) {
@@ -139,10 +140,11 @@ int smtp_client_out_body(struct smtp_client *c, const void *p, size_t len)
     }
     s = &c->segs[c->nseg++];
     s->body = 1;
-    s->ptr = p;
+    s->ptr = t->body;
     s->off = 0;
-    s->len = len;
-    c->txn->body_started = 1;
+    s->len = t->body_len;
+    s->txn = t;
+    t->body_started = 1;
     return 0;
 }
 
@@ -216,12 +218,11 @@ void smtp_client_fail(struct smtp_client *c, enum smtp_client_reason reason,
     if (r)
         smtp_client_copy_text(ev->enhanced, sizeof(ev->enhanced), r->enhanced, strlen(r->enhanced));
     smtp_client_copy_text(ev->text, sizeof(ev->text), text, strlen(text));
-    if (c->txn) {
-        smtp_client_settle_pending(c->txn, SMTP_CLIENT_TEMPORARY, reason, ev->code, ev->enhanced,
-                                   text, strlen(text));
-        ev->txn = c->txn;
-        c->txn = NULL;
-    }
+    if (c->qcount)
+        ev->txn = smtp_client_head(c)->txn;
+    for (; c->qcount; c->qcount--, c->qhead = (c->qhead + 1) % SMTP_CLIENT_DEPTH_MAX)
+        smtp_client_settle_pending(smtp_client_head(c)->txn, SMTP_CLIENT_TEMPORARY, reason,
+                                   ev->code, ev->enhanced, text, strlen(text));
     /* Unsent output may point into the caller's transaction, which the
      * caller is free to release once it has this event. */
     c->nseg = 0;
@@ -245,16 +246,27 @@ void smtp_client_ready(struct smtp_client *c)
     smtp_client_push_event(c, SMTP_CLIENT_EV_READY);
 }
 
-/* The transaction is decided. clean: it ended with a 2xx to the data, so
- * the server has reset itself; otherwise RSET before the next one. */
+/* The oldest transaction is decided. clean: it ended with a 2xx to the
+ * data, so the server has reset itself; otherwise RSET before the next one
+ * (after those already in flight behind it). */
 void smtp_client_txn_done(struct smtp_client *c, int clean)
 {
     struct smtp_client_event *ev = smtp_client_push_event(c, SMTP_CLIENT_EV_TXN_DONE);
-    ev->txn = c->txn;
-    c->txn = NULL;
-    if (clean) {
+    ev->txn = smtp_client_head(c)->txn;
+    c->qhead = (c->qhead + 1) % SMTP_CLIENT_DEPTH_MAX;
+    c->qcount--;
+    if (!clean) {
+        size_t i;
+        c->unclean = 1;
+        for (i = 0; i < c->qcount; i++)
+            c->q[(c->qhead + i) % SMTP_CLIENT_DEPTH_MAX].after_unclean = 1;
+    }
+    if (c->qcount)
+        return;
+    if (!c->unclean) {
         smtp_client_ready(c);
     } else {
+        c->unclean = 0;
         c->st = ST_RSET;
         smtp_client_out_cmd(c, "RSET", NULL, NULL, NULL);
     }
@@ -357,6 +369,9 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg, const 
     c->tls_mode = cfg->tls_mode;
     c->pipelining_allowed = 1;
     c->pipeline_body = cfg->pipeline_body;
+    c->depth = cfg->pipeline_depth < 1                       ? 1
+               : cfg->pipeline_depth > SMTP_CLIENT_DEPTH_MAX ? SMTP_CLIENT_DEPTH_MAX
+                                                             : cfg->pipeline_depth;
     c->ehlo_name = dup_or_null(cfg->ehlo_name, &oom);
     c->plain_b64 = dup_or_null(cfg->auth_plain_b64, &oom);
     c->user_b64 = dup_or_null(cfg->auth_user_b64, &oom);
@@ -624,6 +639,7 @@ size_t smtp_client_output(const struct smtp_client *c, struct smtp_client_out *o
         out[n].base = (s->body ? s->ptr : c->obuf + s->off) + skip;
         out[n].len = s->len - skip;
         out[n].body = s->body;
+        out[n].txn = s->txn;
         n++;
     }
     return n;
@@ -647,8 +663,8 @@ void smtp_client_sent(struct smtp_client *c, size_t n)
             return;
         }
         n -= left;
-        if (s->body && c->txn)
-            c->txn->body_sent = 1;
+        if (s->body)
+            s->txn->body_sent = 1;
         memmove(&c->segs[0], &c->segs[1], (c->nseg - 1) * sizeof(c->segs[0]));
         c->nseg--;
         c->seg_sent = 0;
@@ -720,6 +736,30 @@ enum message_encoding smtp_client_body_encoding(const struct smtp_client *c)
 int smtp_client_is_ready(const struct smtp_client *c)
 {
     return c->st == ST_READY;
+}
+
+/* Back to back only when each transaction goes whole in one burst: with
+ * DATA the body waits for a 354, and without pipeline_body for the RCPT
+ * replies, so the next MAIL could not follow it anyway. */
+static int can_pipeline_txns(const struct smtp_client *c)
+{
+    return c->depth > 1 && c->pipeline_body && c->pipelining_allowed &&
+           (c->caps.ext & SMTP_EXT_PIPELINING) && (c->caps.ext & SMTP_EXT_CHUNKING);
+}
+
+unsigned smtp_client_can_start(const struct smtp_client *c)
+{
+    if (c->st == ST_READY)
+        return can_pipeline_txns(c) ? c->depth : 1;
+    /* Not behind one that already failed: it still owes us an RSET. */
+    if (c->st == ST_TXN && can_pipeline_txns(c) && !c->unclean && c->qcount < c->depth)
+        return c->depth - (unsigned)c->qcount;
+    return 0;
+}
+
+const struct smtp_client_txn *smtp_client_current(const struct smtp_client *c)
+{
+    return c->qcount ? c->q[c->qhead].txn : NULL;
 }
 
 int smtp_client_tls_active(const struct smtp_client *c)

@@ -95,7 +95,14 @@ struct smtp_client_txn {
     size_t delivered; /* recipients delivered */
     int body_started; /* the first body byte was handed to the caller for sending */
     int body_sent;    /* every body byte (and the terminator) was sent */
+    /* Sent back to back behind a transaction that failed, the server
+     * refused its MAIL with 503 because it still held that one open: it
+     * was never attempted (its results say temporary), and the caller
+     * should simply start it again. */
+    int not_attempted;
 };
+
+#define SMTP_CLIENT_DEPTH_MAX 32
 
 enum smtp_client_tls_mode {
     SMTP_CLIENT_STARTTLS = 1,     /* plaintext greeting, then STARTTLS (required) */
@@ -114,6 +121,11 @@ struct smtp_client_config {
      * (RFC 3030 allows it; a server discards the chunk of a transaction
      * without recipients). Off: the body waits for an accepted recipient. */
     int pipeline_body;
+    /* With pipeline_body, PIPELINING and CHUNKING: how many transactions may
+     * be in flight at once, each sent whole behind the one before (replies
+     * are still matched in order). 0 or 1: one at a time. At most
+     * SMTP_CLIENT_DEPTH_MAX. */
+    unsigned pipeline_depth;
     struct smtp_reply_limits limits;
 };
 
@@ -124,12 +136,14 @@ enum smtp_client_event_type {
     SMTP_CLIENT_EV_NEED_TLS = 1,
     /* Idle and usable: start a transaction, NOOP or QUIT. */
     SMTP_CLIENT_EV_READY = 2,
-    /* ev.txn finished; its results are filled. The connection stays READY
-     * (another READY event follows). */
+    /* ev.txn finished; its results are filled. READY follows once no other
+     * transaction is in flight. With several in flight they finish in the
+     * order they were started, except local refusals, which finish at once. */
     SMTP_CLIENT_EV_TXN_DONE = 3,
     /* The connection is unusable: flush what is queued (a QUIT, at most),
-     * then close. ev.txn, when set, is the transaction that was in flight,
-     * its results filled as temporary failures. */
+     * then close. ev.txn, when set, is the oldest transaction that was in
+     * flight; every one in flight has its pending results filled as
+     * temporary failures. */
     SMTP_CLIENT_EV_FAILED = 4,
     /* QUIT was answered (or the server closed after it): close. */
     SMTP_CLIENT_EV_CLOSED = 5,
@@ -149,7 +163,8 @@ struct smtp_client_event {
 struct smtp_client_out {
     const void *base;
     size_t len;
-    int body; /* non-zero: message body bytes (a candidate for splicing) */
+    int body;                          /* message body bytes (a candidate for splicing) */
+    const struct smtp_client_txn *txn; /* body pieces: the transaction they belong to */
 };
 
 struct smtp_client;
@@ -198,7 +213,17 @@ void smtp_client_eof(struct smtp_client *c);
 enum message_encoding smtp_client_body_encoding(const struct smtp_client *c);
 
 /*
- * Start a transaction (only when READY). Returns 0; or -1 with *err set when
+ * How many transactions smtp_client_start() would take now: 0 when busy,
+ * 1 when READY, up to pipeline_depth when transactions can be pipelined
+ * back to back (fewer while some are in flight).
+ */
+unsigned smtp_client_can_start(const struct smtp_client *c);
+
+/* The oldest transaction in flight, or NULL. */
+const struct smtp_client_txn *smtp_client_current(const struct smtp_client *c);
+
+/*
+ * Start a transaction (when smtp_client_can_start() > 0). Returns 0; or -1 with *err set when
  * the transaction would corrupt a command (CR/LF/NUL or '<' '>' in an
  * address, an over-long address, no recipients, no results array): nothing
  * is sent then and the connection stays READY. Policy refusals that need no

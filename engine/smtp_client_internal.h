@@ -8,8 +8,10 @@
 
 #include "smtp_client.h"
 
-#define EVQ_MAX    8
-#define SEG_MAX    8
+#define EVQ_MAX 8
+/* A pipelined transaction queues one text piece (MAIL, RCPT, BDAT) and one
+ * body piece; a few more for RSET, NOOP or QUIT. */
+#define SEG_MAX (2 * SMTP_CLIENT_DEPTH_MAX + 4)
 #define OBUF_FLOOR 256
 /* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
 #define ADDR_MAX 254
@@ -47,7 +49,21 @@ struct smtp_client_seg {
     const char *ptr; /* body pieces: caller memory */
     size_t off;      /* text pieces: offset in obuf (which may move) */
     size_t len;
+    struct smtp_client_txn *txn; /* body pieces: whose body */
     int body;
+};
+
+/* A transaction in flight: how many of its replies are still due. */
+struct smtp_client_inflight {
+    struct smtp_client_txn *txn;
+    enum smtp_client_phase phase;
+    int mail_due, mail_ok;
+    size_t rcpt_sent, rcpt_replied;
+    int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
+    /* Sent behind a transaction that ended unclean: a server that kept that
+     * one open answers this MAIL with 503, which is our doing, not a verdict
+     * on the message. */
+    int after_unclean;
 };
 
 struct smtp_client {
@@ -70,23 +86,30 @@ struct smtp_client {
     struct smtp_client_event evq[EVQ_MAX];
     size_t evhead, evcount;
 
-    /* The transaction in flight. */
-    struct smtp_client_txn *txn;
-    enum smtp_client_phase phase;
-    int lockstep; /* no PIPELINING: one command per round trip */
-    int bdat;     /* CHUNKING: the body goes as one BDAT LAST chunk */
-    int mail_due, mail_ok;
-    size_t rcpt_sent, rcpt_replied;
-    int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
-    int oom;         /* queueing output failed: the session cannot go on */
+    /* Transactions in flight, oldest first: replies belong to the oldest.
+     * More than one only when each goes whole in one burst (PIPELINING,
+     * CHUNKING and pipeline_body), RFC 2920 and RFC 3030 4.2. */
+    struct smtp_client_inflight q[SMTP_CLIENT_DEPTH_MAX];
+    size_t qhead, qcount;
+    unsigned depth; /* the most in flight (config pipeline_depth) */
+    int unclean;    /* one of them ended without a 2xx: RSET when all are done */
+    int lockstep;   /* no PIPELINING: one command per round trip */
+    int bdat;       /* CHUNKING: the body goes as one BDAT LAST chunk */
+    int oom;        /* queueing output failed: the session cannot go on */
 };
+
+/* The oldest transaction in flight (valid while qcount > 0). */
+static inline struct smtp_client_inflight *smtp_client_head(struct smtp_client *c)
+{
+    return &c->q[c->qhead];
+}
 
 void smtp_client_copy_text(char *dst, size_t cap, const char *src, size_t len);
 struct smtp_client_event *smtp_client_push_event(struct smtp_client *c,
                                                  enum smtp_client_event_type t);
 int smtp_client_out_cmd(struct smtp_client *c, const char *a, const char *b, const char *d,
                         const char *e);
-int smtp_client_out_body(struct smtp_client *c, const void *p, size_t len);
+int smtp_client_out_body(struct smtp_client *c, struct smtp_client_txn *t);
 enum smtp_client_outcome smtp_client_outcome_of(int code);
 void smtp_client_set_result(struct smtp_client_rcpt_result *res, enum smtp_client_outcome o,
                             enum smtp_client_reason reason, int code, const char *enhanced,

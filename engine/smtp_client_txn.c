@@ -10,89 +10,100 @@
 
 /* ---- transactions ----------------------------------------------------- */
 
-static void send_rcpt(struct smtp_client *c)
+static void send_rcpt(struct smtp_client *c, struct smtp_client_inflight *f)
 {
-    smtp_client_out_cmd(c, "RCPT TO:<", c->txn->rcpts[c->rcpt_sent++], ">", NULL);
+    smtp_client_out_cmd(c, "RCPT TO:<", f->txn->rcpts[f->rcpt_sent++], ">", NULL);
 }
 
-static void send_data_cmd(struct smtp_client *c)
+static void send_data_cmd(struct smtp_client *c, struct smtp_client_inflight *f)
 {
     char line[48];
     if (c->bdat) {
-        snprintf(line, sizeof(line), "BDAT %zu LAST", c->txn->body_len);
+        snprintf(line, sizeof(line), "BDAT %zu LAST", f->txn->body_len);
         smtp_client_out_cmd(c, line, NULL, NULL, NULL);
-        smtp_client_out_body(c, c->txn->body, c->txn->body_len);
-        c->phase = PH_BDAT;
+        smtp_client_out_body(c, f->txn);
+        f->phase = PH_BDAT;
     } else {
         smtp_client_out_cmd(c, "DATA", NULL, NULL, NULL);
-        c->phase = PH_DATA;
+        f->phase = PH_DATA;
     }
 }
 
 /* The envelope replies are all in (lockstep or pipelined without the data
  * command): send the data command if anyone is listening. */
-static void envelope_complete(struct smtp_client *c)
+static void envelope_complete(struct smtp_client *c, struct smtp_client_inflight *f)
 {
-    if (c->mail_ok && c->txn->accepted > 0)
-        send_data_cmd(c);
+    if (f->mail_ok && f->txn->accepted > 0)
+        send_data_cmd(c, f);
     else
         smtp_client_txn_done(c, 0);
 }
 
-static void on_mail_reply(struct smtp_client *c, const struct smtp_reply *r)
+static void on_mail_reply(struct smtp_client *c, struct smtp_client_inflight *f,
+                          const struct smtp_reply *r)
 {
-    struct smtp_client_txn *t = c->txn;
-    c->mail_due = 0;
-    c->mail_ok = r->code >= 200 && r->code < 300;
-    if (!c->mail_ok) {
-        /* Every recipient shares the sender's fate. */
-        smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
-                                   r->enhanced, r->text, r->text_len);
+    struct smtp_client_txn *t = f->txn;
+    f->mail_due = 0;
+    f->mail_ok = r->code >= 200 && r->code < 300;
+    if (!f->mail_ok) {
+        /* Every recipient shares the sender's fate. A 503 behind a failed
+         * transaction means the server still held that one open: our
+         * sequencing, so the message is tried again, never bounced. */
+        enum smtp_client_outcome o = smtp_client_outcome_of(r->code);
+        if (f->after_unclean && r->code == 503) {
+            o = SMTP_CLIENT_TEMPORARY;
+            t->not_attempted = 1;
+        }
+        smtp_client_settle_pending(t, o, SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
+                                   r->text_len);
         if (c->lockstep)
             smtp_client_txn_done(c, 0);
         return;
     }
     if (c->lockstep)
-        send_rcpt(c);
+        send_rcpt(c, f);
 }
 
-static void on_rcpt_reply(struct smtp_client *c, const struct smtp_reply *r)
+static void on_rcpt_reply(struct smtp_client *c, struct smtp_client_inflight *f,
+                          const struct smtp_reply *r)
 {
-    struct smtp_client_txn *t = c->txn;
-    size_t i = c->rcpt_replied++;
-    if (c->mail_ok) {
+    struct smtp_client_txn *t = f->txn;
+    size_t i = f->rcpt_replied++;
+    if (f->mail_ok) {
         if (r->code >= 200 && r->code < 300)
             t->accepted++;
         else
             smtp_client_set_result(&t->results[i], smtp_client_outcome_of(r->code),
                                    SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text, r->text_len);
     }
-    if (c->rcpt_replied < t->nrcpt) {
+    if (f->rcpt_replied < t->nrcpt) {
         if (c->lockstep)
-            send_rcpt(c);
+            send_rcpt(c, f);
         return;
     }
-    if (!c->datacmd_due)
-        envelope_complete(c);
+    if (!f->datacmd_due)
+        envelope_complete(c, f);
 }
 
-static int body_queued(const struct smtp_client *c)
+/* Some of this transaction's body is still waiting to be sent. */
+static int body_queued(const struct smtp_client *c, const struct smtp_client_txn *t)
 {
     size_t i;
     for (i = 0; i < c->nseg; i++)
-        if (c->segs[i].body)
+        if (c->segs[i].body && c->segs[i].txn == t)
             return 1;
     return 0;
 }
 
-static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
+static void on_data_reply(struct smtp_client *c, struct smtp_client_inflight *f,
+                          const struct smtp_reply *r)
 {
-    struct smtp_client_txn *t = c->txn;
-    int wanted = c->mail_ok && t->accepted > 0;
+    struct smtp_client_txn *t = f->txn;
+    int wanted = f->mail_ok && t->accepted > 0;
 
-    c->datacmd_due = 0;
-    if (c->phase == PH_BDAT || c->bdat) {
-        if (body_queued(c)) {
+    f->datacmd_due = 0;
+    if (f->phase == PH_BDAT || c->bdat) {
+        if (body_queued(c, t)) {
             /* RFC 3030 2: the server reads the whole chunk before replying. */
             smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
             return;
@@ -106,12 +117,12 @@ static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
     }
     if (r->code == 354) {
         if (wanted) {
-            smtp_client_out_body(c, t->body, t->body_len);
-            c->phase = PH_BODY;
+            smtp_client_out_body(c, t);
+            f->phase = PH_BODY;
         } else {
             /* No recipient, yet the server wants data: end it empty. */
             smtp_client_out_cmd(c, ".", NULL, NULL, NULL);
-            c->phase = PH_DOT_ABORT;
+            f->phase = PH_DOT_ABORT;
         }
         return;
     }
@@ -123,29 +134,30 @@ static void on_data_reply(struct smtp_client *c, const struct smtp_reply *r)
 
 void smtp_client_on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
 {
-    struct smtp_client_txn *t = c->txn;
+    struct smtp_client_inflight *f = smtp_client_head(c);
+    struct smtp_client_txn *t = f->txn;
 
     if (smtp_client_is_421(r)) {
         smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
         return;
     }
-    switch (c->phase) {
+    switch (f->phase) {
     case PH_ENVELOPE:
-        if (c->mail_due)
-            on_mail_reply(c, r);
-        else if (c->rcpt_replied < c->rcpt_sent)
-            on_rcpt_reply(c, r);
-        else if (c->datacmd_due)
-            on_data_reply(c, r);
+        if (f->mail_due)
+            on_mail_reply(c, f, r);
+        else if (f->rcpt_replied < f->rcpt_sent)
+            on_rcpt_reply(c, f, r);
+        else if (f->datacmd_due)
+            on_data_reply(c, f, r);
         else
             smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
         return;
     case PH_DATA:
     case PH_BDAT:
-        on_data_reply(c, r);
+        on_data_reply(c, f, r);
         return;
     case PH_BODY:
-        if (body_queued(c)) {
+        if (body_queued(c, t)) {
             smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 0);
             return;
         }
@@ -164,11 +176,18 @@ static int is_8bit_str(const char *s)
     return message_has_8bit(s, strlen(s));
 }
 
-static void refuse_locally(struct smtp_client *c, const char *enhanced, const char *text)
+/* Refused before a byte is sent: done at once, outside the queue of
+ * transactions in flight, whose order it does not disturb. */
+static void refuse_locally(struct smtp_client *c, struct smtp_client_txn *t, const char *enhanced,
+                           const char *text)
 {
-    smtp_client_settle_pending(c->txn, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, 0, enhanced, text,
+    struct smtp_client_event *ev;
+    smtp_client_settle_pending(t, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, 0, enhanced, text,
                                strlen(text));
-    smtp_client_txn_done(c, 1);
+    ev = smtp_client_push_event(c, SMTP_CLIENT_EV_TXN_DONE);
+    ev->txn = t;
+    if (!c->qcount)
+        smtp_client_ready(c);
 }
 
 int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const char **err)
@@ -178,7 +197,9 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
     int utf8 = 0;
     size_t i, plen = 0;
 
-    if (c->st != ST_READY)
+    struct smtp_client_inflight *f;
+
+    if (!smtp_client_can_start(c))
         e = "connection is not ready for a transaction";
     else if (!t->rcpts || t->nrcpt == 0)
         e = "transaction has no recipients";
@@ -201,28 +222,22 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
     memset(t->results, 0, t->nrcpt * sizeof(*t->results));
     t->accepted = t->delivered = 0;
     t->body_started = t->body_sent = 0;
-    c->txn = t;
-    c->st = ST_TXN;
-    c->phase = PH_ENVELOPE;
+    t->not_attempted = 0;
     c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
-    c->mail_due = 1;
-    c->mail_ok = 0;
-    c->rcpt_sent = c->rcpt_replied = 0;
-    c->datacmd_due = 0;
 
     utf8 = is_8bit_str(t->from);
     for (i = 0; i < t->nrcpt; i++)
         utf8 |= is_8bit_str(t->rcpts[i]);
     if (utf8 && !(c->caps.ext & SMTP_EXT_SMTPUTF8)) {
-        refuse_locally(c, "5.6.7", "non-ASCII address but the server does not offer SMTPUTF8");
+        refuse_locally(c, t, "5.6.7", "non-ASCII address but the server does not offer SMTPUTF8");
         return 0;
     }
     if (t->facts.eightbit && !(c->caps.ext & SMTP_EXT_8BITMIME)) {
-        refuse_locally(c, "5.6.3", "8-bit message but the server does not offer 8BITMIME");
+        refuse_locally(c, t, "5.6.3", "8-bit message but the server does not offer 8BITMIME");
         return 0;
     }
     if ((c->caps.ext & SMTP_EXT_SIZE) && c->caps.size_max && t->facts.size > c->caps.size_max) {
-        refuse_locally(c, "5.3.4", "message is larger than the server's SIZE limit");
+        refuse_locally(c, t, "5.3.4", "message is larger than the server's SIZE limit");
         return 0;
     }
     params[0] = 0;
@@ -232,19 +247,25 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
         plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " BODY=8BITMIME");
     if (utf8)
         snprintf(params + plen, sizeof(params) - plen, " SMTPUTF8");
+    f = &c->q[(c->qhead + c->qcount++) % SMTP_CLIENT_DEPTH_MAX];
+    memset(f, 0, sizeof(*f));
+    f->txn = t;
+    f->phase = PH_ENVELOPE;
+    f->mail_due = 1;
+    c->st = ST_TXN;
     smtp_client_out_cmd(c, "MAIL FROM:<", t->from, ">", params);
     if (c->lockstep) {
         smtp_client_check_oom(c);
         return 0;
     }
-    while (c->rcpt_sent < t->nrcpt)
-        send_rcpt(c);
+    while (f->rcpt_sent < t->nrcpt)
+        send_rcpt(c, f);
     /* RFC 2920: DATA ends a pipelined group; BDAT may join it when the
      * caller accepts sending a body that may find no recipient. */
     if (!c->bdat || c->pipeline_body) {
-        send_data_cmd(c);
-        c->phase = PH_ENVELOPE;
-        c->datacmd_due = 1;
+        send_data_cmd(c, f);
+        f->phase = PH_ENVELOPE;
+        f->datacmd_due = 1;
     }
     smtp_client_check_oom(c);
     return 0;

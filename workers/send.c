@@ -42,7 +42,7 @@ struct send_opts {
     size_t npins;
     int implicit, insecure, quiet, no_pipeline_body;
     unsigned long count, connections, timeout_s, stage_timeout_s, hold_s, per_conn, keepalive_s;
-    unsigned long send_zc_min;
+    unsigned long send_zc_min, depth;
 };
 
 struct send_job {
@@ -104,6 +104,8 @@ static void usage(FILE *f)
            "  --no-send-zc             always copy ciphertext into the kernel\n"
            "  --no-pipeline-body       with CHUNKING, wait for an accepted recipient before\n"
            "                           sending the body (default: BDAT goes with MAIL and RCPT)\n"
+           "  --pipeline-depth N       up to N transactions back to back on a connection when\n"
+           "                           the relay offers PIPELINING and CHUNKING (default 8)\n"
            "  --quiet                  print only the summary line\n"
            "  -h, --help               show this help\n"
            "\n"
@@ -138,6 +140,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         {"send-zc", required_argument, NULL, 'z'},
         {"no-send-zc", no_argument, NULL, 'Z'},
         {"no-pipeline-body", no_argument, NULL, 'B'},
+        {"pipeline-depth", required_argument, NULL, 'D'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -149,6 +152,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
     o->count = 1;
     o->connections = 1;
     o->timeout_s = 600;
+    o->depth = 8;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
@@ -219,6 +223,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
         case 'M':
         case 'k':
         case 'z':
+        case 'D':
         case 'T': {
             unsigned long v;
             errno = 0;
@@ -241,6 +246,14 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
                 o->keepalive_s = v;
             else if (ch == 'z')
                 o->send_zc_min = v;
+            else if (ch == 'D') {
+                if (v > SMTP_CLIENT_DEPTH_MAX) {
+                    fprintf(stderr, "ringmail send: --pipeline-depth is at most %d\n",
+                            SMTP_CLIENT_DEPTH_MAX);
+                    return -1;
+                }
+                o->depth = v;
+            }
             else
                 o->timeout_s = v;
             break;
@@ -547,6 +560,7 @@ int cmd_send(int argc, char **argv)
     pc.name = host;
     pc.smtp.ehlo_name = ehlo;
     pc.smtp.pipeline_body = !o.no_pipeline_body;
+    pc.smtp.pipeline_depth = (unsigned)o.depth;
     pc.smtp.tls_mode = o.implicit ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
     pc.smtp.auth_plain_b64 = creds.plain_b64;
     pc.smtp.auth_user_b64 = creds.user_b64;

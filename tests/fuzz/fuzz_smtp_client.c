@@ -4,7 +4,9 @@
  * transactions whenever the client is READY and sends everything queued.
  * Invariants (abort on violation): no envelope, AUTH or body byte leaves
  * before TLS is up; every finished transaction has every recipient decided;
- * the client never consumes more than it was given.
+ * the client never consumes more than it was given; with transactions
+ * back to back, once the connection has failed every one started is
+ * decided, and every body piece names its transaction.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +34,8 @@ static void check_output(struct harness *h)
         const char *p = o[i].base;
         if (!tls && o[i].body)
             abort();
+        if (o[i].body && !o[i].txn)
+            abort();
         if (!tls && o[i].len >= 4 &&
             (!memcmp(p, "MAIL", 4) || !memcmp(p, "RCPT", 4) || !memcmp(p, "AUTH", 4) ||
              !memcmp(p, "DATA", 4) || !memcmp(p, "BDAT", 4)))
@@ -57,7 +61,10 @@ static void drain(struct harness *h)
         if (ev.type == SMTP_CLIENT_EV_NEED_TLS) {
             smtp_client_tls_done(h->c, 1, SMTP_CLIENT_R_NONE, NULL);
         } else if (ev.type == SMTP_CLIENT_EV_READY) {
-            if (h->started < 3) {
+            if (h->started >= 3)
+                smtp_client_quit(h->c);
+            /* As a pool does: as many as the connection takes now. */
+            while (h->started < 3 && smtp_client_can_start(h->c)) {
                 struct smtp_client_txn *t = &h->txn[h->started];
                 const char *err;
                 int bdat = smtp_client_body_encoding(h->c) == MESSAGE_ENC_BDAT;
@@ -72,13 +79,19 @@ static void drain(struct harness *h)
                 h->started++;
                 /* A READY may be stale: later bytes of the same read can
                  * have failed the connection before we saw the event. */
-                if (smtp_client_start(h->c, t, &err) != 0 && smtp_client_is_ready(h->c))
-                    abort();
-            } else {
-                smtp_client_quit(h->c);
+                if (smtp_client_start(h->c, t, &err) != 0) {
+                    if (smtp_client_is_ready(h->c))
+                        abort();
+                    h->started--; /* never started: nothing to decide */
+                    break;
+                }
             }
-        } else if (ev.type == SMTP_CLIENT_EV_TXN_DONE || ev.type == SMTP_CLIENT_EV_FAILED) {
+        } else if (ev.type == SMTP_CLIENT_EV_TXN_DONE) {
             check_txn(ev.txn);
+        } else if (ev.type == SMTP_CLIENT_EV_FAILED) {
+            int i;
+            for (i = 0; i < h->started; i++)
+                check_txn(&h->txn[i]);
         }
         check_output(h);
     }
@@ -100,6 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.ehlo_name = "client.example";
     cfg.tls_mode = (data[0] & 1) ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
     cfg.pipeline_body = (data[0] >> 1) & 1;
+    cfg.pipeline_depth = (data[0] & 8) ? 3 : 1;
     if (data[0] & 4) {
         cfg.auth_plain_b64 = "AHUAcA==";
         cfg.auth_user_b64 = "dQ==";

@@ -8,6 +8,7 @@
  *   @mode implicit        implicit TLS (default: starttls)
  *   @auth USER PASS       credentials
  *   @pipeline_body        send BDAT with the envelope
+ *   @depth N              up to N transactions in flight (pipeline_depth)
  *   @line_max N           reply line tolerance
  *   @txn from=A to=B [to=C ...] body=TEXT   a transaction, started when READY
  *   @quit                 QUIT when READY and no transaction is left
@@ -15,6 +16,8 @@
  *   T: ok | T: fail REASON               the caller's TLS handshake result
  *   X: eof | X: abort REASON             the transport's report
  *   C: TEXT   expected client line;      E: ...  expected event
+ *             (TXN_DONE lists each recipient's outcome/code/enhanced code,
+ *             then "(not attempted)" when the caller should start it again)
  * TEXT takes C escapes (\r \n \t \\ \xNN). Consecutive S lines are one read.
  *
  * Every transcript runs twice: each read fed whole, then one byte at a
@@ -46,6 +49,7 @@ struct script {
     size_t nlines;
     char ehlo[256];
     int implicit, pipeline_body, quit;
+    unsigned depth;
     char *user, *pass;
     size_t line_max;
     struct txn_spec txns[MAX_TXN];
@@ -210,6 +214,8 @@ static void load(struct script *sc, const char *path)
                 sc->pass = strdup(field(&rest));
             } else if (strcmp(key, "pipeline_body") == 0)
                 sc->pipeline_body = 1;
+            else if (strcmp(key, "depth") == 0)
+                sc->depth = (unsigned)atoi(rest);
             else if (strcmp(key, "line_max") == 0)
                 sc->line_max = (size_t)atol(rest);
             else if (strcmp(key, "txn") == 0)
@@ -292,11 +298,16 @@ static void drain_events(struct run *rn)
             break;
         case SMTP_CLIENT_EV_READY:
             trace_add(rn->tr, "E: READY");
+            /* As a pool does: as many as the connection takes now. */
             start_next(rn);
+            while (rn->next_txn < rn->sc->ntxn && smtp_client_can_start(rn->c))
+                start_next(rn);
             break;
         case SMTP_CLIENT_EV_TXN_DONE:
             snprintf(line, sizeof(line), "E: TXN_DONE ");
             trace_results(line, sizeof(line), ev.txn);
+            if (ev.txn->not_attempted)
+                strcat(line, " (not attempted)");
             trace_add(rn->tr, line);
             break;
         case SMTP_CLIENT_EV_FAILED:
@@ -406,6 +417,7 @@ static int run_once(struct script *sc, int bytewise, struct trace *tr)
     cfg.ehlo_name = sc->ehlo;
     cfg.tls_mode = sc->implicit ? SMTP_CLIENT_IMPLICIT_TLS : SMTP_CLIENT_STARTTLS;
     cfg.pipeline_body = sc->pipeline_body;
+    cfg.pipeline_depth = sc->depth;
     cfg.limits.line_max = sc->line_max;
     if (sc->user) {
         if (smtp_auth_encode(sc->user, sc->pass, &creds, &err) != 0)

@@ -286,9 +286,11 @@ def case_refuse_implicit_plaintext(env):
 
 def stall(env, stage, *flags):
     """Every third reply at this stage never comes: those connections time
-    out (1 s stage timeout) and are replaced; the others carry on."""
+    out (1 s stage timeout) and are replaced; the others carry on. One
+    message at a time per connection, so every stage's timeout is seen."""
     s = env.sink("--stall", stage + "@3", *flags, store=False)
-    rc, out = env.send(s.port, "--stage-timeout", "1", count=12, connections=3)
+    rc, out = env.send(s.port, "--stage-timeout", "1", "--pipeline-depth", "1", count=12,
+                       connections=3)
     check(rc == 75, "exit 75 expected, got %d:\n%s" % (rc, out))
     check("by timeout" in out, "timeouts reported:\n" + out)
     m = re.search(r"sent (\d+) of 12", out)
@@ -296,6 +298,24 @@ def stall(env, stage, *flags):
     stats = s.stop()
     check(stats.get("connections", 0) > 3, "stalled connections were replaced: %s" % stats)
     check(m and int(m.group(1)) == stats.get("messages"), "sent count matches the sink:\n" + out)
+
+
+def case_stall_pipelined(env):
+    """Transactions back to back when a reply never comes: every one in
+    flight on that connection fails as temporary (none is lost, none
+    counted twice), the other connections deliver theirs."""
+    s = env.sink("--stall", "BDAT@5", store=False)
+    rc, out = env.send(s.port, "--stage-timeout", "1", "--pipeline-depth", "4", count=24,
+                       connections=3)
+    check(rc == 75, "exit 75 expected, got %d:\n%s" % (rc, out))
+    m = re.search(r"sent (\d+) of 24 messages \((\d+) recipients delivered, (\d+) temporary", out)
+    check(m is not None, "summary line:\n" + out)
+    stats = s.stop()
+    if m:
+        sent, temp = int(m.group(1)), int(m.group(3))
+        check(sent == stats.get("messages"), "sent count %d matches the sink: %s" % (sent, stats))
+        check(sent + temp == 24, "every message delivered or temporary: %s" % m.group(0))
+        check(temp >= 2, "a stalled burst fails more than its stalled message: %s" % m.group(0))
 
 
 def stall_before_ready(env, stage):

@@ -76,6 +76,7 @@ static const char full[] =
     "    max_connection_age: 0\n"
     "    keepalive: 30\n"
     "    pipeline_body: false\n"
+    "    pipeline_depth: 3\n"
     "    timeouts: {connect: 5, greeting: 6, command: 7, tls: 8, data_block: 9, data_done: 10,"
     " quit: 2}\n"
     "retry:\n"
@@ -159,6 +160,7 @@ static void test_full(void)
         CHECK_INT(r->max_connection_age, 0);
         CHECK_INT(r->keepalive, 30);
         CHECK_INT(r->pipeline_body, 0);
+        CHECK_INT(r->pipeline_depth, 3);
         CHECK_INT(r->timeouts.connect, 5);
         CHECK_INT(r->timeouts.greeting, 6);
         CHECK_INT(r->timeouts.command, 7);
@@ -247,6 +249,7 @@ static void test_defaults(void)
     CHECK_INT(r->max_connection_age, 3600);
     CHECK_INT(r->keepalive, 60);
     CHECK_INT(r->pipeline_body, 1);
+    CHECK_INT(r->pipeline_depth, 8);
     CHECK_INT(r->timeouts.connect, 30);
     CHECK_INT(r->timeouts.greeting, 300);
     CHECK_INT(r->timeouts.command, 300);
@@ -659,6 +662,7 @@ static void test_adapters(void)
     CHECK_INT(pc.max_age_ms, 0);
     CHECK_INT(pc.keepalive_ms, 30000);
     CHECK_INT(pc.smtp.pipeline_body, 0);
+    CHECK_INT(pc.smtp.pipeline_depth, 3);
     CHECK(pc.max_bytes_per_conn == 10000000000ull);
     config_free(c);
 }

@@ -58,14 +58,16 @@ static void clear(struct h *h)
 
 static const char *EHLO_TLS = "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
 
-/* Bring a client to READY over STARTTLS. */
-static void to_ready(struct h *h, const char *post_tls_ehlo)
+/* Bring a client to READY over STARTTLS, pipeline_depth depth. */
+static void to_ready_depth(struct h *h, const char *post_tls_ehlo, unsigned depth)
 {
     struct smtp_client_config cfg = {0};
     const char *err = NULL;
     memset(h, 0, sizeof(*h));
     cfg.ehlo_name = "client.test";
     cfg.tls_mode = SMTP_CLIENT_STARTTLS;
+    cfg.pipeline_body = depth > 0;
+    cfg.pipeline_depth = depth;
     h->c = smtp_client_new(&cfg, &err);
     feed(h, "220 mx.test ESMTP\r\n");
     feed(h, "250-mx.test\r\n250-AUTH PLAIN\r\n250-SIZE 100\r\n250 STARTTLS\r\n");
@@ -74,6 +76,11 @@ static void to_ready(struct h *h, const char *post_tls_ehlo)
     flush(h);
     feed(h, post_tls_ehlo);
     clear(h);
+}
+
+static void to_ready(struct h *h, const char *post_tls_ehlo)
+{
+    to_ready_depth(h, post_tls_ehlo, 0);
 }
 
 static void test_config_refusals(void)
@@ -317,6 +324,80 @@ static void test_abort_in_flight(void)
     smtp_client_free(h.c);
 }
 
+/* Transactions back to back: how many the client takes, the body pieces
+ * naming their transaction, a local refusal that does not disturb the
+ * order, and a failure with several in flight settling every one. */
+static void test_pipelined_txns(void)
+{
+    static const char *const chunking = "250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+    static const char body[] = "hi\r\n";
+    static const char eightbit[] = "h\xc3\xa9\r\n";
+    struct smtp_client_rcpt_result res[4][1];
+    struct smtp_client_txn t[4];
+    struct smtp_client_out o[16];
+    const char *rcpts[1] = {"b@y"};
+    const char *err;
+    struct h h;
+    size_t i, n;
+
+    /* Without CHUNKING (DATA waits for 354) or without pipeline_body: one. */
+    to_ready_depth(&h, EHLO_TLS, 8);
+    CHECK_INT(smtp_client_can_start(h.c), 1);
+    smtp_client_free(h.c);
+    to_ready_depth(&h, chunking, 0);
+    CHECK_INT(smtp_client_can_start(h.c), 1);
+    smtp_client_free(h.c);
+
+    to_ready_depth(&h, chunking, 3);
+    CHECK_INT(smtp_client_can_start(h.c), 3);
+    CHECK(smtp_client_current(h.c) == NULL);
+    for (i = 0; i < 4; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        t[i].from = "a@x";
+        t[i].rcpts = rcpts;
+        t[i].nrcpt = 1;
+        t[i].body = i == 1 ? eightbit : body;
+        t[i].body_len = i == 1 ? sizeof(eightbit) - 1 : sizeof(body) - 1;
+        t[i].facts.eightbit = i == 1;
+        t[i].results = res[i];
+    }
+    CHECK_INT(smtp_client_start(h.c, &t[0], &err), 0);
+    CHECK_INT(smtp_client_can_start(h.c), 2);
+    CHECK(smtp_client_current(h.c) == &t[0]);
+    /* No 8BITMIME: refused at once, ahead of t[0], which stays in flight. */
+    CHECK_INT(smtp_client_start(h.c, &t[1], &err), 0);
+    events(&h);
+    CHECK(h.nev == 1 && h.ev[0].type == SMTP_CLIENT_EV_TXN_DONE && h.ev[0].txn == &t[1]);
+    CHECK_INT(res[1][0].outcome, SMTP_CLIENT_PERMANENT);
+    CHECK_INT(smtp_client_start(h.c, &t[2], &err), 0);
+    CHECK_INT(smtp_client_start(h.c, &t[3], &err), 0);
+    CHECK_INT(smtp_client_can_start(h.c), 0);
+    CHECK_INT(smtp_client_start(h.c, &t[1], &err), -1);
+    n = smtp_client_output(h.c, o, 16);
+    CHECK_INT(n, 6); /* commands, body, commands, body, commands, body */
+    CHECK(o[1].body && o[1].txn == &t[0] && o[3].txn == &t[2] && o[5].txn == &t[3]);
+    CHECK(!o[0].body && o[0].txn == NULL);
+    flush(&h);
+    CHECK(t[0].body_sent && t[2].body_sent && t[3].body_sent);
+    /* The first is delivered; the second gets its MAIL and RCPT replies,
+     * then the connection drops: both left fail as temporary, and the
+     * event names the oldest. */
+    feed(&h, "250 ok\r\n250 ok\r\n250 queued\r\n250 ok\r\n250 ok\r\n");
+    CHECK(h.nev == 1 && h.ev[0].type == SMTP_CLIENT_EV_TXN_DONE && h.ev[0].txn == &t[0]);
+    CHECK_INT(res[0][0].outcome, SMTP_CLIENT_DELIVERED);
+    CHECK(smtp_client_current(h.c) == &t[2]);
+    CHECK_INT(smtp_client_can_start(h.c), 1);
+    smtp_client_eof(h.c);
+    events(&h);
+    CHECK(h.nev == 1 && h.ev[0].type == SMTP_CLIENT_EV_FAILED && h.ev[0].txn == &t[2]);
+    CHECK_INT(res[2][0].outcome, SMTP_CLIENT_TEMPORARY);
+    CHECK_INT(res[3][0].outcome, SMTP_CLIENT_TEMPORARY);
+    CHECK_INT(res[3][0].reason, SMTP_CLIENT_R_CONNECTION);
+    CHECK(smtp_client_current(h.c) == NULL);
+    CHECK_INT(smtp_client_can_start(h.c), 0);
+    smtp_client_free(h.c);
+}
+
 /* Many transactions on one connection, replies fed in odd splits. */
 static void test_reuse_many(void)
 {
@@ -379,6 +460,7 @@ int main(void)
     test_idle_commands();
     test_abort_in_flight();
     test_reuse_many();
+    test_pipelined_txns();
     test_names();
     return check_done();
 }
