@@ -252,6 +252,7 @@ class Resp:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+        self.pos = 0
 
     @staticmethod
     def encode(*args):
@@ -269,22 +270,36 @@ class Resp:
     def send(self, data):
         self.sock.sendall(data)
 
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(1 << 20)
+    def _fill(self, need):
+        """At least `need` unread octets in the buffer (read position kept
+        as an index: no copy of the rest per reply)."""
+        if self.pos:
+            self.buf = self.buf[self.pos:]
+            self.pos = 0
+        parts = [self.buf]
+        have = len(self.buf)
+        while have < need:
+            chunk = self.sock.recv(max(1 << 20, need - have))
             if not chunk:
                 raise ConnectionError("redis closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+            parts.append(chunk)
+            have += len(chunk)
+        self.buf = b"".join(parts)
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                line = self.buf[self.pos:i]
+                self.pos = i + 2
+                return line
+            self._fill(len(self.buf) - self.pos + 1)
 
     def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(max(1 << 20, n + 2 - len(self.buf)))
-            if not chunk:
-                raise ConnectionError("redis closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        if len(self.buf) - self.pos < n + 2:
+            self._fill(n + 2)
+        data = self.buf[self.pos:self.pos + n]
+        self.pos += n + 2
         return data
 
     def reply(self):

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -66,7 +67,13 @@ class Ctx:
     pass
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through every cleanup
+
+
 def main(argv):
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     a = parse(argv)
     root = services.ROOT
     build = a.build if os.path.isabs(a.build) else os.path.join(root, a.build)
@@ -136,7 +143,7 @@ def main(argv):
     sys.stderr.write("ringmail bench: %s, results into %s\n" % (
         "smoke run" if a.smoke else "full suite", out))
     ctx.pki = services.make_pki(ctx.work)
-    ctx.redis = services.Redis(ctx.work, ctx.redis_cpu)
+    ctx.redis = None
 
     def attempt(label, fn, *args):
         p.begin(label)
@@ -154,9 +161,10 @@ def main(argv):
         return r
 
     try:
+        ctx.redis = services.Redis(ctx.work, ctx.redis_cpu)
         if "crypto" not in skip:
             res["crypto_limit"] = attempt("crypto limit: openssl speed -evp aes-128-gcm",
-                                          runs.crypto_limit, a.engine_cpu, 1 if a.smoke else 3)
+                                          runs.crypto_limit, a.engine_cpu, 1)
         perf_events = runs.syscall_events() if "syscalls" not in skip else None
         if "syscalls" not in skip and not perf_events and not shutil.which("strace"):
             skip.add("syscalls")
@@ -238,7 +246,8 @@ def main(argv):
                                                             ring["cpu_s_per_1k"], 2)
                 res["peers"].append(r)
     finally:
-        ctx.redis.close()
+        if ctx.redis:
+            ctx.redis.close()
         peers.cleanup(ctx)
     cl = res.get("crypto_limit") or {}
     for r in res["drain"] + res["transport"]:
