@@ -63,7 +63,7 @@ def positive(problems, where, row, keys):
 def check(res):
     p = []
     for k in ("suite", "machine", "crypto_limit", "transport", "drain", "open_loop", "idle",
-              "peers", "targets", "failures"):
+              "idle_engine", "peers", "targets", "failures"):
         if k not in res:
             p.append("key %s missing" % k)
     m = res.get("machine", {})
@@ -115,9 +115,13 @@ def check(res):
     if not idle.get("ok"):
         p.append("idle failed: %s" % idle.get("problems"))
     positive(p, "idle", idle, ["rss_kib_per_idle_connection", "idle_connections"])
+    ie = res.get("idle_engine") or {}
+    if not ie.get("ok"):
+        p.append("idle_engine failed: %s" % ie.get("problems"))
+    positive(p, "idle_engine", ie, ["rss_kib_per_idle_connection", "worker_rss_kib_n"])
     names = [t.get("target") for t in res.get("targets", [])]
-    if len(names) != 8:
-        p.append("targets: %d entries, expected 8" % len(names))
+    if len(names) != 9:
+        p.append("targets: %d entries, expected 9" % len(names))
     for t in res.get("targets", []):
         if t.get("status") not in ("pass", "miss", "n/a"):
             p.append("target %s: status %r" % (t.get("target"), t.get("status")))

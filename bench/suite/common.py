@@ -12,6 +12,7 @@ import sys
 import time
 
 HZ = os.sysconf("SC_CLK_TCK")
+ORIGINAL_AFFINITY = sorted(os.sched_getaffinity(0))  # before the harness pins itself
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -106,6 +107,10 @@ def tree_rss_kib(pid):
     return sum(status_kib(p, "VmRSS") for p in tree(pid))
 
 
+class CoreDict(dict):
+    detail = None
+
+
 class CoreMeter:
     """Busy time of each CPU over an interval, from /proc/stat."""
 
@@ -125,9 +130,11 @@ class CoreMeter:
         return out
 
     def busy(self):
-        """{cpu: (busy seconds, fraction busy)} since construction."""
+        """{cpu: (busy seconds, fraction busy)} since construction; .detail
+        has each core's user/system/softirq/steal/idle shares."""
+        out = CoreDict()
+        out.detail = self.breakdown()
         t1 = self._read()
-        out = {}
         for cpu, (b1, a1, _) in t1.items():
             b0, a0, _ = self.t0.get(cpu, (0, 0, None))
             out[cpu] = ((b1 - b0) / HZ, (b1 - b0) / (a1 - a0) if a1 > a0 else 0.0)
@@ -141,7 +148,7 @@ class CoreMeter:
         for cpu, (_, a1, v1) in t1.items():
             _, a0, v0 = self.t0.get(cpu, (0, 0, [0] * 8))
             tot = max(a1 - a0, 1)
-            out[cpu] = {n: round((v1[i] - v0[i]) / tot, 3) for i, n in enumerate(names)}
+            out[str(cpu)] = {n: round((v1[i] - v0[i]) / tot, 3) for i, n in enumerate(names)}
         return out
 
 
@@ -169,7 +176,7 @@ def machine():
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
-        "cpus_allowed": sorted(os.sched_getaffinity(0)),
+        "cpus_allowed": ORIGINAL_AFFINITY,
         "kernel": os.uname().release,
         "kernel_tls_module": ktls,
         "aes_ni": " aes " in flags,

@@ -53,8 +53,12 @@ def targets(res):
     add("p99 enqueue-to-250 at half of peak", half.get("latency_ms_p99") if half and
         half.get("ok") else None, 5, "ms", higher=False,
         note="offered %s msg/s" % (half or {}).get("offered_msg_s"))
+    idle = res.get("idle_engine") or {}
+    add("RSS per idle TLS connection, worker (%s)" % idle.get("connections", "?"),
+        idle.get("rss_kib_per_idle_connection") if idle.get("ok") else None, 64, "KiB",
+        higher=False, note="ringmail run, one worker")
     idle = res.get("idle") or {}
-    add("RSS per idle TLS connection (%s)" % idle.get("connections", "?"),
+    add("RSS per idle TLS connection, send (%s)" % idle.get("connections", "?"),
         idle.get("rss_kib_per_idle_connection") if idle.get("ok") else None, 64, "KiB",
         higher=False, note="ringmail send --hold, one process")
     return out
@@ -143,6 +147,14 @@ def table(res):
                          idle.get("connections"), fmt(idle.get("rss_kib_per_idle_connection"), 1),
                          fmt(idle.get("rss_before_kib")), fmt(idle.get("rss_after_kib")),
                          "ok" if idle.get("ok") else "FAILED: " + "; ".join(idle["problems"])))
+    ie = res.get("idle_engine")
+    if ie:
+        lines.append("idle: %s verified STARTTLS connections held by ringmail run's worker: "
+                     "%s KiB per connection (worker RSS %s KiB with 1, %s KiB with %s) %s" % (
+                         ie.get("connections"), fmt(ie.get("rss_kib_per_idle_connection"), 1),
+                         fmt(ie.get("worker_rss_kib_1")), fmt(ie.get("worker_rss_kib_n")),
+                         ie.get("connections"),
+                         "ok" if ie.get("ok") else "FAILED: " + "; ".join(ie["problems"])))
     sm = [r for r in res.get("drain", []) if r.get("syscall_method")]
     if sm:
         lines.append("syscalls per message: %s, separate drain of %s messages" % (
@@ -224,15 +236,18 @@ plot %s
         png = os.path.join(out, "latency.png")
         script = """set terminal pngcairo size 1000,600 noenhanced
 set output '%s'
-set title 'ringmail enqueue-to-250 latency vs offered rate (%s messages; 1 ms resolution)'
+set title 'ringmail enqueue-to-250 latency vs offered rate (%s messages; ms, log scale, 1 ms resolution)'
 set xlabel 'offered rate (msg/s)'
 set ylabel 'latency (ms)'
-set yrange [0:*]
+set logscale y
+set yrange [0.4:*]
 set grid
 set key left top
-plot '%s' using 1:2 with linespoints title 'p50', \\
-     '%s' using 1:3 with linespoints title 'p99', \\
-     '%s' using 1:4 with linespoints title 'p99.9', \\
+set label 1 'under 1 ms is drawn at 0.5' at graph 0.02, graph 0.04
+clamp(v) = v < 0.5 ? 0.5 : v
+plot '%s' using 1:(clamp($2)) with linespoints title 'p50', \\
+     '%s' using 1:(clamp($3)) with linespoints title 'p99', \\
+     '%s' using 1:(clamp($4)) with linespoints title 'p99.9', \\
      5 with lines dashtype 2 title 'target: p99 <= 5 ms at half of peak'
 """ % (png, size_name(ol.get("size")), dat, dat, dat)
         if _gnuplot(gp, script, out, "latency"):

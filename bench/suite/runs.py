@@ -44,6 +44,8 @@ def sink_figures(res, stats, sink_cpu, cores, sink_core, seconds, redis_cpu=None
     say who used it)."""
     busy = cores.get(sink_core, (0.0, 0.0))[1] if sink_core is not None else 0.0
     res["sink_cpu_pct"] = round(100.0 * sink_cpu / seconds, 1) if seconds > 0 else 0.0
+    if hasattr(cores, "detail"):
+        res["cores"] = cores.detail
     if redis_cpu is not None:
         res["redis_cpu_pct"] = round(100.0 * redis_cpu / seconds, 1) if seconds > 0 else 0.0
     res["sink_core_busy_pct"] = round(100.0 * busy, 1)
@@ -363,6 +365,13 @@ def open_loop(ctx, size, rate, duration):
     if errs:
         bad.append("%d XADD errors" % errs)
     lat = sorted(e[0] - e[1] for e in ev)
+    per_sec = {}
+    if ev:
+        base = min(e[1] for e in ev)
+        for e in ev:
+            per_sec.setdefault((e[1] - base) // 1000, []).append(e[0] - e[1])
+    res["latency_ms_p99_by_second"] = [percentile(sorted(v), 0.99)
+                                       for _, v in sorted(per_sec.items())]
     res.update({
         "ok": not bad, "problems": bad, "messages": total, "delivered": delivered,
         "offered_msg_s": round(total / t_offer, 1), "offer_seconds": round(t_offer, 3),
@@ -502,3 +511,43 @@ def crypto_limit(cpu, seconds=3):
             "all_blocks": dict(zip([str(s) for s in sizes], rates)),
             "openssl": subprocess.run(["openssl", "version"], capture_output=True,
                                       text=True).stdout.strip()}
+
+
+def engine_idle(ctx, conns):
+    """RSS per idle connection of `ringmail run` itself: the worker's RSS
+    with `conns` verified, idle connections minus its RSS with one, each
+    after the pool has opened them all and the queue is empty."""
+    out = {"sender": "ringmail", "mode": "idle", "connections": conns}
+    rss = {}
+    for n in (1, conns):
+        run = "idle%d" % n
+        ctx.redis.flush()
+        sink = services.Sink(ctx.sink_bin, ctx.work, run, ctx.pki, ctx.sink_cpu)
+        engine = services.Engine(ctx.ringmail, ctx.work, run, ctx.redis, sink, ctx.pki,
+                                 ctx.engine_cpu, n, per_connection=False)
+        try:
+            t0 = time.time()
+            v = 0
+            while time.time() - t0 < 180:
+                v = engine.gauge(engine.metrics(), "ringmail_relay_verified_connections") or 0
+                if v >= n:
+                    break
+                if not engine.alive():
+                    raise RunFailed("ringmail run stopped: " + engine.log_tail())
+                ctx.progress.update("engine: %d of %d connections verified" % (v, n))
+                time.sleep(0.2)
+            if v < n:
+                raise RunFailed("only %d of %d connections verified after 180 s" % (v, n))
+            time.sleep(1.0)
+            workers = [p for p in engine.pids() if p != engine.master_pid()]
+            rss[n] = sum(common.status_kib(p, "VmRSS") for p in workers)
+            out["open_seconds_%d" % n] = round(time.time() - t0 - 1.0, 2)
+        finally:
+            engine.stop()
+            stats = sink.stop()
+        if stats and stats.get("tls_handshake_failures"):
+            raise RunFailed("%d handshake failures at the sink" % stats["tls_handshake_failures"])
+    out.update({"ok": True, "problems": [], "idle_connections": conns,
+                "worker_rss_kib_1": rss[1], "worker_rss_kib_n": rss[conns],
+                "rss_kib_per_idle_connection": round((rss[conns] - rss[1]) / (conns - 1), 1)})
+    return out

@@ -19,7 +19,11 @@ import pki  # noqa: E402  (tests/integration/pki.py: the PKI the tests use)
 
 
 def taskset(cpu):
-    return ["taskset", "-c", str(cpu)] if cpu is not None else []
+    """Pin to one core; None: every core (the harness itself is pinned,
+    and children would inherit that)."""
+    if cpu is None:
+        return ["taskset", "-c", "0-%d" % (os.cpu_count() - 1)]
+    return ["taskset", "-c", str(cpu)]
 
 
 def make_pki(work):
