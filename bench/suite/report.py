@@ -123,6 +123,27 @@ def table(res):
             "ok" if r.get("ok") else "FAILED: " + "; ".join(r.get("problems", []))[:120]))
     lines.append("(sink cpu: the sink process's share of a core during the run; '!' = the "
                  "sink's core (shared with Redis by default) was >= 95% busy: sink-bound)")
+    pr = [r for r in res.get("peers", []) if r.get("ringmail_over_peer")]
+    if pr:
+        lines.append("")
+        lines.append("peers against ringmail's main job at the same size (ringmail / peer; "
+                     ">1 favours ringmail):")
+        lines.append("%-12s %-6s %10s %14s %14s" % ("peer", "size", "msg/s", "CPU per msg",
+                                                   "peak RSS"))
+        for r in pr:
+            ring = _find(res.get("drain", []), size=r["size"]) or {}
+            rss = (round(r["peak_rss_kib"] / ring["peak_rss_kib"], 1)
+                   if r.get("peak_rss_kib") and ring.get("peak_rss_kib") else None)
+            lines.append("%-12s %-6s %9.1fx %13sx %13sx" % (
+                r["sender"], size_name(r["size"]), r["ringmail_over_peer"],
+                fmt(r.get("peer_cpu_over_ringmail"), 1), fmt(rss, 1)))
+    caps = [r for r in res.get("transport", []) if r.get("ok") and r.get("sink_capacity_msg_s")]
+    if caps:
+        lines.append("")
+        lines.append("sink capacity (messages per CPU-second of the sink, from the transport "
+                     "runs): " + ", ".join("%s %s msg/s" % (size_name(r["size"]),
+                                                            fmt(r["sink_capacity_msg_s"]))
+                                           for r in caps))
     ol = res.get("open_loop") or {}
     if ol.get("points"):
         lines.append("")

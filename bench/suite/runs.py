@@ -277,7 +277,10 @@ def strace_counts(ctx, size, count):
                 total = int(parts[3])
             elif len(parts) >= 5 and parts[-1] == "io_uring_enter":
                 enter = int(parts[3])
-    return {"syscall_method": "strace -c -f (separate run)", "syscalls_per_msg":
+    if not total:
+        return {"ok": False, "problems": ["no strace -c summary in %s" % out]}
+    return {"ok": True, "problems": [],
+            "syscall_method": "strace -c -f (separate run)", "syscalls_per_msg":
             round(total / count, 3), "io_uring_enter_per_msg": round(enter / count, 3),
             "perf_messages": count}
 

@@ -59,6 +59,8 @@ def parse(argv):
     ap.add_argument("--engine-cpu", type=int, default=1, help="core of the sender under test")
     ap.add_argument("--sink-cpu", type=int, default=0, help="core of the sink")
     ap.add_argument("--redis-cpu", default="0", help="core of redis-server ('none': unpinned)")
+    ap.add_argument("--syscalls", choices=("auto", "perf", "strace"), default="auto",
+                    help="how to count system calls (auto: perf tracepoints where they work)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     return ap.parse_args(argv)
 
@@ -169,7 +171,8 @@ def main(argv):
         if "crypto" not in skip:
             res["crypto_limit"] = attempt("crypto limit: openssl speed -evp aes-128-gcm",
                                           runs.crypto_limit, a.engine_cpu, 1)
-        perf_events = runs.syscall_events() if "syscalls" not in skip else None
+        perf_events = (runs.syscall_events() if "syscalls" not in skip and
+                       a.syscalls != "strace" else None)
         if "syscalls" not in skip and not perf_events and not shutil.which("strace"):
             skip.add("syscalls")
             p.note("neither perf tracepoints nor strace here: no syscall counts")
@@ -290,6 +293,9 @@ def summary(label, r):
     if "aes_128_gcm_mb_s" in r:
         return "AES-128-GCM %s MB/s on one core" % r["aes_128_gcm_mb_s"]
     extra = ""
+    if r.get("msg_s") is None and r.get("syscalls_per_msg") is not None:
+        return "%s syscalls/msg, %s io_uring_enter/msg" % (r["syscalls_per_msg"],
+                                                          r.get("io_uring_enter_per_msg"))
     if r.get("syscalls_per_msg") is not None:
         extra = ", %s syscalls/msg, %s io_uring_enter/msg" % (r["syscalls_per_msg"],
                                                               r.get("io_uring_enter_per_msg"))
