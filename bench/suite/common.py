@@ -103,6 +103,22 @@ def tree_hwm_kib(pid):
     return sum(status_kib(p, "VmHWM") for p in tree(pid))
 
 
+def tree_pss_kib(pid):
+    """Proportional set size of a process tree now: shared pages divided
+    among the processes that map them (fair to many-process senders)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
 def tree_rss_kib(pid):
     return sum(status_kib(p, "VmRSS") for p in tree(pid))
 

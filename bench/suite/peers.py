@@ -238,7 +238,8 @@ def _postfix_drain(ctx, pf, sink, run_name, start, count, body, progress):
         time.sleep(0.05)
     t1 = time.time()
     return {"seconds": t1 - t0, "cpu": common.tree_cpu(master) - c0,
-            "hwm": common.tree_hwm_kib(master), "cores": meter.busy(),
+            "hwm": common.tree_hwm_kib(master), "pss": common.tree_pss_kib(master),
+            "cores": meter.busy(),
             "sink_cpu": sink.cpu() - s0, "redis_cpu": ctx.redis.cpu() - r0}
 
 
@@ -314,6 +315,7 @@ def _postfix(ctx, size, seconds):
         "delivered": stats.get("messages") if stats else 0, "seconds": round(secs, 3),
         "msg_s": round(count / secs, 1), "payload_mb_s": round(count * size / secs / 1e6, 2),
         "cpu_s_per_1k": round(m["cpu"] / count * 1000, 4), "peak_rss_kib": m["hwm"],
+        "pss_kib_end": m["pss"],
         "tls_connections_verified": verified, "ktls": "off (userspace TLS)",
         "engine_core_busy_pct": round(100 * m["cores"].get(ctx.engine_cpu, (0, 0))[1], 1),
     })

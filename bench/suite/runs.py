@@ -168,6 +168,7 @@ def drain(ctx, size, count, perf_events=None):
         t_seen = time.time()
         cpu = engine.cpu()
         hwm = common.tree_hwm_kib(engine.master_pid())
+        res["pss_kib_end"] = common.tree_pss_kib(engine.master_pid())
         metrics = engine.metrics()
         cores = meter.busy()
         s1, r1 = sink.cpu(), ctx.redis.cpu()

@@ -101,7 +101,7 @@ def main(argv):
     skip = set(x.strip() for x in a.skip.split(",") if x.strip())
     if a.smoke:
         sizes = [2048]
-        scale = a.scale * 0.01
+        scale = a.scale * 0.04
         peer_list = []
         rates = [0.1, 0.25]
         a.open_loop_seconds = min(a.open_loop_seconds, 1.5)
