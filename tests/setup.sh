@@ -5,7 +5,8 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liburing-dev libhiredis-dev libyaml-dev python3
-  redis-server prometheus python3-yaml libmicrohttpd-dev postfix"
+  redis-server prometheus python3-yaml libmicrohttpd-dev postfix
+  qemu-system-x86 busybox-static"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -48,6 +48,19 @@ def kernel_package():
 
 def fetch_kernel(cache):
     """(vmlinuz path, modules dir) of the unpacked kernel package in cache."""
+    try:
+        return _fetch_kernel(cache)
+    except Unavailable:
+        # Stale package lists name a kernel the mirror no longer has: as
+        # root, refresh them once (apt only) and try again.
+        if os.geteuid() != 0:
+            raise
+        subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return _fetch_kernel(cache)
+
+
+def _fetch_kernel(cache):
     pkg = kernel_package()
     root = os.path.join(cache, pkg)
     if not os.path.isdir(os.path.join(root, "boot")):
