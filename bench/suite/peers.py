@@ -10,7 +10,9 @@ to the core ringmail had:
   connection count. Drain like ringmail's: the messages are injected into
   its smtpd with delivery deferred (defer_transports = smtp), then
   released (postqueue -f) and timed until the queue is empty.
-- nodemailer: pool: true, maxConnections, requireTLS, the CA given.
+- nodemailer: pool: true, maxConnections, requireTLS, the CA given; and
+  nodemailer-nodelay, the same with TCP_NODELAY forced on its sockets
+  (nodelay.js), since stock nodemailer's small writes wait for delayed ACKs.
 - smtplib: one persistent connection per thread, starttls with a verifying
   context.
 
@@ -42,8 +44,8 @@ _instances = []
 def run(peer, ctx, size, seconds):
     if peer == "smtplib":
         return _client(ctx, "smtplib", size, seconds)
-    if peer == "nodemailer":
-        return _client(ctx, "nodemailer", size, seconds)
+    if peer in ("nodemailer", "nodemailer-nodelay"):
+        return _client(ctx, peer, size, seconds)
     if peer == "postfix":
         return _postfix(ctx, size, seconds)
     return {"ok": False, "problems": ["unknown peer %s" % peer]}
@@ -62,7 +64,7 @@ def node_modules(ctx):
 
 
 def _client(ctx, peer, size, seconds):
-    run_name = "%s%d" % (peer[:4], size)
+    run_name = "%s%d" % (peer[:4] + ("nd" if peer.endswith("-nodelay") else ""), size)
     sink = services.Sink(ctx.sink_bin, ctx.work, run_name, ctx.pki, ctx.sink_cpu)
     env = dict(os.environ)
     if peer == "smtplib":
@@ -81,13 +83,15 @@ def _client(ctx, peer, size, seconds):
         with open(body, "wb") as f:
             f.write(common.message_body(size))
         env["NODE_PATH"] = nm
-        cmd = [node, os.path.join(HERE, "peer_nodemailer.js"), "--port", str(sink.port), "--ca",
+        pre = ["-r", os.path.join(HERE, "nodelay.js")] if peer.endswith("-nodelay") else []
+        cmd = [node] + pre + [os.path.join(HERE, "peer_nodemailer.js"), "--port", str(sink.port), "--ca",
                ctx.pki["ca"], "--connections", str(ctx.connections), "--seconds", str(seconds),
                "--body", body, "--run", run_name + ctx.run_id]
         try:
             with open(os.path.join(nm, "nodemailer", "package.json")) as f:
-                version = "nodemailer %s, node %s" % (json.load(f)["version"], subprocess.run(
-                    [node, "--version"], capture_output=True, text=True).stdout.strip())
+                version = "nodemailer %s, node %s%s" % (json.load(f)["version"], subprocess.run(
+                    [node, "--version"], capture_output=True, text=True).stdout.strip(),
+                    ", TCP_NODELAY forced" if pre else "")
         except (OSError, ValueError, KeyError):
             version = "nodemailer"
     meter = common.CoreMeter()

@@ -322,7 +322,7 @@ def open_loop(ctx, size, rate, duration):
         cmds = [xadd(run + ctx.run_id, i, body) for i in range(total)]
         c = ctx.redis.client()
         c.sock.setblocking(False)
-        errs = 0
+        replies = []  # every reply is read: closing on unread replies would RST the socket
         meter = common.CoreMeter()
         c0, s0, r0 = engine.cpu(), sink.cpu(), ctx.redis.cpu()
         t0 = shown = time.time()
@@ -341,7 +341,7 @@ def open_loop(ctx, size, rate, duration):
                     chunk = c.sock.recv(1 << 20)
                     if not chunk:
                         break
-                    errs += chunk.count(b"\r\n-")
+                    replies.append(chunk)
             except BlockingIOError:
                 pass
             if now - shown > 0.2:
@@ -353,8 +353,26 @@ def open_loop(ctx, size, rate, duration):
                 time.sleep(min(delay, 0.001))
         t_offer = time.time() - t0
         c.sock.setblocking(True)
+        c.sock.settimeout(30)
+        replies = [b"".join(replies)]
+        crlf = replies[0].count(b"\r\n")
+        try:
+            while crlf < 2 * total:  # "$N\r\nID\r\n" per XADD
+                chunk = c.sock.recv(1 << 20)
+                if not chunk:
+                    break
+                # a CRLF split between two reads counts too
+                crlf += chunk.count(b"\r\n") + (replies[-1][-1:] == b"\r" and chunk[:1] == b"\n")
+                replies.append(chunk)
+        except OSError:
+            pass
         c.close()
-        del cmds
+        lines = b"".join(replies).split(b"\r\n")
+        errs = sum(1 for x in lines if x.startswith(b"-"))
+        acked = sum(1 for x in lines if x.startswith(b"$") or x.startswith(b"-"))
+        del cmds, replies, lines
+        if acked != total:
+            raise RunFailed("Redis answered %d of %d XADDs" % (acked, total))
         wait_events(ctx.redis, engine, total, 60, p, "drain ")
         cpu = engine.cpu() - c0
         cores = meter.busy()

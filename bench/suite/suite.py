@@ -44,7 +44,8 @@ def parse(argv):
     ap.add_argument("--sizes", default=None, help="message sizes in octets, comma-separated")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every message count")
     ap.add_argument("--peers", default=None,
-                    help="comma-separated: postfix,nodemailer,smtplib (default all; 'none')")
+                    help="comma-separated: postfix,nodemailer,nodemailer-nodelay,smtplib "
+                         "(default all; 'none')")
     ap.add_argument("--peer-seconds", type=float, default=12.0,
                     help="aim each peer run at about this long (count from a short probe)")
     ap.add_argument("--skip", default="",
@@ -103,14 +104,14 @@ def main(argv):
         sizes = [2048]
         scale = a.scale * 0.04
         peer_list = []
-        rates = [0.1, 0.25]
+        rates = [float(x) for x in a.rates.split(",")] if a.rates else [0.1, 0.25]
         a.open_loop_seconds = min(a.open_loop_seconds, 1.5)
         a.idle = min(a.idle, 200)
         a.connections = min(a.connections, 16)
     else:
         sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else SIZES
         scale = a.scale
-        peer_list = ["postfix", "nodemailer", "smtplib"]
+        peer_list = ["postfix", "nodemailer", "nodemailer-nodelay", "smtplib"]
         rates = [float(x) for x in a.rates.split(",")] if a.rates else RATES
     if a.peers is not None:
         peer_list = [] if a.peers == "none" else [p for p in a.peers.split(",") if p]
