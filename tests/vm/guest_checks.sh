@@ -336,8 +336,9 @@ figure() { # KTLS SIZE COUNT MESSAGE REP
     rc=$?
     stop_sink
     k=$(sed -n 's/^conn 0: .* ktls_tx=\([01]\) .*/\1/p' "$D/send.out")
+    suite=$(sed -n 's/^conn 0: \(TLSv[0-9.]*\) \([^ ]*\) .*/\1\/\2/p' "$D/send.out")
     sent=$(sed -n 's/^sent \([0-9]*\) of.*/\1/p' "$D/send.out")
-    echo "RMVM FIGURE ktls=$1 size=$2 count=$3 rep=$5 sent=$sent rc=$rc conn_ktls_tx=$k cpu=$(cat "$D/time")"
+    echo "RMVM FIGURE ktls=$1 size=$2 count=$3 rep=$5 sent=$sent rc=$rc conn_ktls_tx=$k tls=$suite cpu=$(cat "$D/time")"
     rm -rf "$D"
 }
 

@@ -131,8 +131,9 @@ def figures_table(figs):
         cpu = sum(float(x) for x in f["cpu"].split()) / int(f["count"])
         rows.setdefault(int(f["size"]), {}).setdefault(f["ktls"], []).append(cpu * 1000)
     lines = ["figures from an EMULATED CPU (qemu TCG): direction only, not real speed",
-             "sender CPU (user+sys) per message in ms, best of %d rounds [worst]:" %
-             PARAMS["FIG_ROUNDS"],
+             "sender CPU (user+sys) per message in ms, best of %d rounds [worst], one "
+             "connection, %s:" % (PARAMS["FIG_ROUNDS"],
+                                  ", ".join(sorted(set(f.get("tls", "?") for f in figs)))),
              "%10s %20s %20s %8s" % ("size", "kTLS off", "kTLS on", "on/off")]
     for size in sorted(rows):
         off, on = rows[size].get("0"), rows[size].get("1")

@@ -77,7 +77,15 @@ def _fetch_kernel(cache):
         tmp = root + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         run(["dpkg", "-x", os.path.join(dl, sorted(debs)[-1]), tmp])
+        _prune(tmp)
         os.rename(tmp, root)
+        # The pruned tree is the cache now: drop the package and older
+        # kernels' trees.
+        for f in os.listdir(dl):
+            os.unlink(os.path.join(dl, f))
+        for d in os.listdir(cache):
+            if d.startswith("linux-image-") and d != pkg:
+                shutil.rmtree(os.path.join(cache, d), ignore_errors=True)
     boot = os.path.join(root, "boot")
     vmlinuz = [f for f in os.listdir(boot) if f.startswith("vmlinuz-")]
     mods = os.path.join(root, "lib", "modules")
@@ -85,6 +93,27 @@ def _fetch_kernel(cache):
         raise Unavailable("%s has no vmlinuz or no modules" % pkg)
     release = vmlinuz[0][len("vmlinuz-"):]
     return os.path.join(boot, vmlinuz[0]), os.path.join(mods, release)
+
+
+# Where MODULES and their dependencies live in the package's module tree.
+KEEP_MODULE_DIRS = ("net/tls", "crypto", "arch/x86/crypto", "lib")
+
+
+def _prune(root):
+    """Keep vmlinuz and the module directories the guest can need: the
+    unpacked package is ~400 MiB, this ~20."""
+    for dirpath, _, files in os.walk(os.path.join(root, "lib", "modules")):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            rel = path.split("/kernel/", 1)[1] if "/kernel/" in path else None
+            if rel is None or not any(rel.startswith(k + "/") for k in KEEP_MODULE_DIRS):
+                os.unlink(path)
+    for d in ("usr", "etc"):
+        shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    boot = os.path.join(root, "boot")
+    for f in os.listdir(boot):
+        if not f.startswith("vmlinuz-"):
+            os.unlink(os.path.join(boot, f))
 
 
 def _modinfo(data, key):
