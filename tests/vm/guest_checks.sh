@@ -301,6 +301,9 @@ YAML
     done
     redis-cli -p 6399 --raw XRANGE ringmail:events - + > "$D/events"
     pending=$(redis-cli -p 6399 XPENDING ringmail:jobs ringmail 2>/dev/null | head -n 1)
+    # /metrics with the kernel's real /proc/net/tls_stat behind it, while
+    # the persistent connections are still open.
+    wget -q -O "$D/metrics" http://127.0.0.1:9465/metrics || err="$err metrics-scrape-failed"
     kill -TERM $ENGINE_PID
     wait $ENGINE_PID
     erc=$?
@@ -321,7 +324,17 @@ YAML
     [ "$hs" -ge 1 ] && [ "$hs" = "$hs_ktls" ] || err="$err handshakes=$hs ktls=$hs_ktls"
     [ "$dtx" = "$hs" ] || err="$err TlsTxSw+$dtx!=handshakes$hs"
     [ "$erc" = 0 ] || err="$err engine-exit=$erc"
-    report "$name" "$err" "ringmail run: enqueued $count, delivered $delivered (events with ktls=1: $ktls_ev), pending $pending, Message-IDs $uniq_ids unique of $ids, connections $hs all ktls_tx=1, TlsTxSw+$dtx"
+    m_expected=$(sed -n 's/^ringmail_relay_ktls_expected{.*} \([0-9]*\)$/\1/p' "$D/metrics")
+    m_mismatch=$(sed -n 's/^ringmail_ktls_count_mismatch \([0-9]*\)$/\1/p' "$D/metrics")
+    m_relay_ktls=$(sed -n 's/^ringmail_relay_ktls_connections{.*} \([0-9]*\)$/\1/p' "$D/metrics")
+    m_curr=$(sed -n 's/^ringmail_kernel_tls_curr_tx_sw \([0-9]*\)$/\1/p' "$D/metrics")
+    m_info=$(grep -c '^ringmail_connection_info{.*ktls_tx="1"' "$D/metrics")
+    [ "$m_expected" = 1 ] || err="$err metrics-ktls_expected=$m_expected"
+    [ "$m_mismatch" = 0 ] || err="$err metrics-ktls_count_mismatch=$m_mismatch"
+    [ -n "$m_relay_ktls" ] && [ "$m_relay_ktls" -ge 1 ] || err="$err metrics-relay_ktls_connections=$m_relay_ktls"
+    [ "$m_info" = "$m_relay_ktls" ] || err="$err metrics-connection_info-ktls=$m_info"
+    [ -n "$m_curr" ] && [ "$m_curr" -ge "${m_relay_ktls:-1}" ] || err="$err metrics-kernel_tls_curr_tx_sw=$m_curr"
+    report "$name" "$err" "ringmail run: enqueued $count, delivered $delivered (events with ktls=1: $ktls_ev), pending $pending, Message-IDs $uniq_ids unique of $ids, connections $hs all ktls_tx=1, TlsTxSw+$dtx; /metrics: ktls_expected=$m_expected relay_ktls_connections=$m_relay_ktls connection_info ktls_tx=1: $m_info kernel_tls_curr_tx_sw=$m_curr ktls_count_mismatch=$m_mismatch"
 }
 
 # CPU time of the sender per message (user+sys, busybox time).
