@@ -101,8 +101,7 @@ def _client(ctx, peer, size, seconds):
         with open(os.path.join(ctx.work, run_name + ".out"), "w") as out:
             proc = subprocess.Popen(services.taskset(ctx.engine_cpu) + cmd, stdout=out,
                                     stderr=subprocess.STDOUT, env=env)
-            _, status, ru = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            _, cpu, hwm = runs.wait_measured(proc)
         cores = meter.busy()
         s1, r1 = sink.cpu(), ctx.redis.cpu()
     finally:
@@ -130,15 +129,14 @@ def _client(ctx, peer, size, seconds):
         bad.append("nothing sent")
     bad += runs.sink_check(stats, rep["sent"])
     secs = max(rep.get("seconds") or 0.001, 0.001)
-    cpu = ru.ru_utime + ru.ru_stime
     n = max(rep["sent"], 1)
     res.update({
         "ok": not bad, "problems": bad, "messages": rep["sent"], "delivered":
         stats.get("messages") if stats else 0, "seconds": round(secs, 3),
         "msg_s": round(rep["sent"] / secs, 1), "payload_mb_s": round(rep["sent"] * size / secs /
                                                                     1e6, 2),
-        "cpu_s_per_1k": round(cpu / n * 1000, 4), "peak_rss_kib": ru.ru_maxrss,
-        "ktls": "off (userspace TLS)",
+        "cpu_s_per_1k": round(cpu / n * 1000, 4), "peak_rss_kib": hwm,
+        "ktls": "off", "tls": "userspace (OpenSSL in the peer)",
         "engine_core_busy_pct": round(100 * cores.get(ctx.engine_cpu, (0, 0))[1], 1),
     })
     runs.sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, secs, r1 - r0)
@@ -320,7 +318,7 @@ def _postfix(ctx, size, seconds):
         "msg_s": round(count / secs, 1), "payload_mb_s": round(count * size / secs / 1e6, 2),
         "cpu_s_per_1k": round(m["cpu"] / count * 1000, 4), "peak_rss_kib": m["hwm"],
         "pss_kib_end": m["pss"],
-        "tls_connections_verified": verified, "ktls": "off (userspace TLS)",
+        "tls_connections_verified": verified, "ktls": "off", "tls": "userspace (OpenSSL in the peer)",
         "engine_core_busy_pct": round(100 * m["cores"].get(ctx.engine_cpu, (0, 0))[1], 1),
     })
     runs.sink_figures(res, stats, m["sink_cpu"], m["cores"], ctx.sink_cpu, secs,

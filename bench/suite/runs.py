@@ -410,18 +410,31 @@ def open_loop(ctx, size, rate, duration):
 
 # ---- the transport alone -------------------------------------------------------
 
+def wait_measured(proc):
+    """Wait for a child: (exit code, user+sys CPU s, peak RSS KiB). The peak
+    is the process's own VmHWM polled while it runs: rusage's ru_maxrss
+    would start from the harness's RSS, which the child inherits at fork."""
+    hwm = 0
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, ru.ru_utime + ru.ru_stime, hwm
+        hwm = max(hwm, common.status_kib(proc.pid, "VmHWM"))
+        time.sleep(0.05)
+
+
 def run_measured(args, out_path):
     """Run a command to completion: (returncode, output, user+sys CPU s,
-    max RSS KiB, wall s) from the kernel's rusage of the child."""
+    peak RSS KiB, wall s)."""
     with open(out_path, "w") as out:
         t0 = time.time()
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        _, status, ru = os.wait4(proc.pid, 0)
+        rc, cpu, hwm = wait_measured(proc)
         wall = time.time() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
     with open(out_path, errors="replace") as f:
         text = f.read()
-    return proc.returncode, text, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, wall
+    return rc, text, cpu, hwm, wall
 
 
 def write_message(ctx, size, name):
