@@ -79,8 +79,11 @@ SSL_CTX *sink_tls_ctx_new(const struct sink_tls_opts *o, char *err, size_t errle
         return fail(ctx, err, errlen, "loading --key");
     if (SSL_CTX_check_private_key(ctx) != 1)
         return fail(ctx, err, errlen, "--key does not match --cert");
-    SSL_CTX_set_options(ctx, (o->no_ktls ? 0 : SSL_OP_ENABLE_KTLS) | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* The client's cipher preference, as Postfix does by default
+     * (tls_preempt_cipherlist = no): a benchmark then measures the cipher
+     * the sender asked for, and --ciphers/--ciphersuites still decide
+     * what is acceptable at all. */
+    SSL_CTX_set_options(ctx, (o->no_ktls ? 0 : SSL_OP_ENABLE_KTLS) | SSL_OP_NO_RENEGOTIATION);
     /* The output buffer of a session stays put while a write waits, but a
      * partial write lets a slow reader not hold a whole batch hostage. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -764,7 +764,7 @@ void queue_counters(const struct queue *q, struct queue_counters *out)
 
     *out = q->cnt;
     out->state = q->state;
-    out->outbox = q->out_len;
+    out->outbox = q->out_len + q->nacks;
     out->in_hand = q->hand.len;
     queue_redis_stats(q->rd, &a);
     queue_redis_stats(q->cmd, &b);
@@ -775,5 +775,5 @@ void queue_counters(const struct queue *q, struct queue_counters *out)
 
 size_t queue_outbox_len(const struct queue *q)
 {
-    return q->out_len;
+    return q->out_len + q->nacks;
 }

@@ -204,13 +204,12 @@ int queue_dead(struct queue *q, const struct queue_outcome *o, queue_done_fn *do
 int queue_release(struct queue *q, const char *id);
 
 /*
- * State record state_prefix + id = state (EX state_ttl): "claimed" when
- * work starts, "data-sent" before the final dot; wait for done (status 1)
- * before sending that dot. Retried across reconnects like the outcomes.
+ * State record state_prefix + id = state (EX state_ttl): "data-sent" before
+ * the transaction starts; wait for done (status 1) before sending it. Retried across reconnects like the outcomes.
  */
 int queue_state_set(struct queue *q, const char *id, const char *state, queue_done_fn *done,
                     void *arg);
-/* state: the record ("claimed", "data-sent", "done", "retry", "dead") or
+/* state: the record ("data-sent", "done", "retry", "dead") or
  * NULL when there is none; status 1 read, -1 refused. Retried across
  * reconnects. The string is valid during the callback only. */
 typedef void queue_state_fn(void *arg, int status, const char *state);

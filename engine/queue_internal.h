@@ -35,6 +35,35 @@ enum queue_op_kind {
     QUEUE_OP_XACK = 8, /* cleanup of a pending entry whose content was deleted */
 };
 
+/* One job of an ack batch: who to tell, and the entry leaving the in-hand set. */
+struct queue_ack_item {
+    queue_done_fn *done;
+    void *arg;
+    struct queue_key key;
+};
+
+/* An ack waiting for the batch in flight: its arguments, copied. */
+struct queue_pending_ack {
+    struct queue_pending_ack *next;
+    struct queue_ack_item item;
+    const char *state_key; /* into data */
+    size_t state_key_len;
+    size_t n;       /* the script arguments of this job: id, events */
+    const char **v; /* into data */
+    size_t *len;
+    char data[];
+};
+
+/* Argument lists for redisFormatSdsCommandArgv: pointers, not copies. */
+struct queue_args {
+    const char **v;
+    size_t *len;
+    size_t n, cap;
+    bool oom;
+};
+void queue_arg(struct queue_args *a, const char *s, size_t len);
+void queue_arg_str(struct queue_args *a, const char *s);
+
 /* A write (or read) on the command connection, formatted once in RESP. The
  * outbox is a list in submission order: a prefix already sent (waiting for
  * replies, in order), then what waits for the connection. */
@@ -44,7 +73,7 @@ struct queue_op {
     enum queue_op_kind kind;
     bool sent;
     bool sticky; /* re-sent after a reconnect; otherwise failed to its callback */
-    char *cmd;
+    sds cmd; /* RESP, from redisFormatSdsCommandArgv */
     size_t len;
     union {
         queue_done_fn *done;
@@ -55,6 +84,8 @@ struct queue_op {
     void *arg;
     struct queue_key key; /* the entry leaving the in-hand set (ack, retry, dead) */
     bool has_key;
+    struct queue_ack_item *items; /* QUEUE_OP_ACK: the batch's jobs, in ARGV order */
+    size_t nitems;
 };
 
 struct queue {
@@ -88,6 +119,12 @@ struct queue {
     unsigned out_inflight;
     bool promote_queued;
 
+    /* Acks wait here while a batch of them is in the outbox, then go as the
+     * next batch: one script call for many jobs (queue_acks.c). */
+    struct queue_pending_ack *acks_head, *acks_tail;
+    size_t nacks;
+    struct queue_op *ack_op;
+
     struct queue_counters cnt;
 };
 
@@ -104,5 +141,22 @@ void queue_out_reset(struct queue *q);
 void queue_out_clear(struct queue *q);
 /* XACK of a pending entry with no content left (internal, sticky). */
 void queue_out_xack(struct queue *q, const char *id);
+/* Takes the formatted command from the args; NULL on failure (errno). */
+struct queue_op *queue_op_new(struct queue *q, enum queue_op_kind kind, struct queue_args *a,
+                              bool bounded);
+void queue_op_push(struct queue *q, struct queue_op *op);
+bool queue_outcome_valid(enum queue_op_kind kind, const struct queue_outcome *o,
+                         struct queue_key *key);
+/* The events of o in the scripts' layout; nums holds the counts' text
+ * (o->nevent_list + 1 entries). */
+void queue_arg_events(struct queue_args *a, const struct queue_outcome *o, char (*nums)[24]);
+
+/* queue_acks.c */
+/* The ack batch in flight finished: the waiting acks go as the next one. */
+void queue_acks_flush(struct queue *q);
+/* Its reply, job by job. */
+void queue_acks_finish(struct queue *q, struct queue_op *op, const redisReply *reply);
+/* queue_free(): drop the waiting acks without their callbacks. */
+void queue_acks_clear(struct queue *q);
 
 #endif

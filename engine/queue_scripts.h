@@ -19,8 +19,9 @@
  *   unique), then name, value, name, value... Binary-safe, and trivial to
  *   take apart in Lua.
  *
- * Outcome scripts: KEYS[1] stream, KEYS[2] events, KEYS[3] state record,
- * KEYS[4] retry set or dead stream (not ack). ARGV[1] group, ARGV[2] entry
+ * Retry and dead scripts: KEYS[1] stream, KEYS[2] events, KEYS[3] state
+ * record, KEYS[4] retry set or dead stream. (The ack script takes a batch
+ * of jobs; its layout is above it.) ARGV[1] group, ARGV[2] entry
  * ID, ARGV[3] events MAXLEN ("0": no trim), ARGV[4] state TTL (seconds),
  * ARGV[5] keep acked entries ("1") or XDEL them ("0"), then per script.
  * The events come last: their count, then per entry the number of values
@@ -68,13 +69,40 @@ enum queue_script {
 
 /* clang-format off */
 
-/* ARGV[6..]: the events. */
-static const char queue_lua_ack[] = QUEUE_LUA_OUTCOME
-    "local e = bad(KEYS[2], 'stream')\n"
-    "if e then return redis.error_reply(e) end\n"
-    "if not gate() then return 0 end\n"
-    "event('delivered', 6)\n"
-    "return 1\n";
+/* Acks of many jobs at once (queue_acks.c): KEYS[1] stream, KEYS[2] events,
+ * KEYS[2 + j] job j's state record; ARGV[1] group, ARGV[2] maxlen ('0':
+ * none), ARGV[3] state TTL, ARGV[4] keep ('0': XDEL the acked entry), then
+ * for each job its entry ID, the number of its events and each event as
+ * (2 * fields, fields). Per job, as the other outcomes: nothing unless its
+ * XACK acknowledges it. Returns one 1 or 0 per job. */
+static const char queue_lua_ack[] =
+    "local ty = redis.call('TYPE', KEYS[2])['ok']\n"
+    "if ty ~= 'none' and ty ~= 'stream' then\n"
+    "  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')\n"
+    "end\n"
+    "local res, p = {}, 5\n"
+    "for j = 3, #KEYS do\n"
+    "  local id = ARGV[p]\n"
+    "  local ok = redis.call('XACK', KEYS[1], ARGV[1], id) == 1\n"
+    "  if ok and ARGV[4] == '0' then redis.call('XDEL', KEYS[1], id) end\n"
+    "  local n = tonumber(ARGV[p + 1])\n"
+    "  p = p + 2\n"
+    "  for _ = 1, n do\n"
+    "    local nf = tonumber(ARGV[p])\n"
+    "    if ok then\n"
+    "      local a = {KEYS[2]}\n"
+    "      if ARGV[2] ~= '0' then a[#a+1] = 'MAXLEN'; a[#a+1] = '~'; a[#a+1] = ARGV[2] end\n"
+    "      a[#a+1] = '*'; a[#a+1] = 'outcome'; a[#a+1] = 'delivered'\n"
+    "      a[#a+1] = 'entry'; a[#a+1] = id\n"
+    "      for k = p + 1, p + nf do a[#a+1] = ARGV[k] end\n"
+    "      redis.call('XADD', unpack(a))\n"
+    "    end\n"
+    "    p = p + nf + 1\n"
+    "  end\n"
+    "  if ok then redis.call('SET', KEYS[j], 'done', 'EX', ARGV[3]) end\n"
+    "  res[#res+1] = ok and 1 or 0\n"
+    "end\n"
+    "return res\n";
 
 /* ARGV[6] delay ms, ARGV[7] the member, ARGV[8..] the events. */
 static const char queue_lua_retry[] = QUEUE_LUA_OUTCOME

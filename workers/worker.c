@@ -3,7 +3,7 @@
  * its Redis consumer (queue), and one pool of persistent connections per
  * relay, and turns stream entries into deliveries and outcomes:
  *
- *   entry -> job_parse -> (redelivered? read its state record) -> "claimed"
+ *   entry -> job_parse -> (redelivered? read its state record)
  *         -> "data-sent" (confirmed before the transaction starts) -> pool
  *         -> per-recipient outcome -> one atomic write: ack / retry / dead,
  *            with one events entry per recipient.
@@ -121,7 +121,9 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
             snprintf(err, errlen, "relay %s: %s", r->name, e);
             return -1;
         }
-        w->max_inflight += pc.connections * 4;
+        /* Room for every connection to carry a full burst (pipeline_depth)
+         * while as many again wait on Redis (data-sent, outcomes). */
+        w->max_inflight += pc.connections * (2 * (pc.smtp.pipeline_depth > 1 ? pc.smtp.pipeline_depth : 1) + 2);
     }
     return 0;
 }

@@ -408,10 +408,10 @@ static void claim(struct wjob *wj)
         dead_letter(wj, "delivery attempts exhausted", NULL);
         return;
     }
-    if (!wj->resent)
-        queue_state_set(w->q, wj->entry, "claimed", NULL, NULL);
     /* Recorded before anything is sent: a crash after the final dot is then
-     * known on redelivery. */
+     * known on redelivery. (No "claimed" record first: the group's pending
+     * list already says who holds the entry, and the record would be
+     * overwritten by this one in the same round trip.) */
     if (queue_state_set(w->q, wj->entry, "data-sent", on_data_sent, wj) != 0) {
         queue_release(w->q, wj->entry);
         wjob_finish(wj);

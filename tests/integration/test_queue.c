@@ -95,6 +95,64 @@ static void test_fetch_ack(void)
     queue_free(q);
 }
 
+/* EVALSHA calls so far, from INFO commandstats. */
+static long long evalsha_calls(struct server *s)
+{
+    redisReply *r = rc(s, "INFO commandstats");
+    long long n = -1;
+    const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_evalsha:calls=")
+                                                       : NULL;
+    if (p)
+        n = atoll(p + strlen("cmdstat_evalsha:calls="));
+    freeReplyObject(r);
+    return n;
+}
+
+/* Acks queued faster than Redis answers go as batches (queue_acks.c): far
+ * fewer script calls than jobs, every job answered in order with its own
+ * result (a replay inside a batch says 0 for that job only), and each
+ * one's events and state record written. */
+static void test_ack_batches(void)
+{
+    struct queue_config c = config("tb", "c1");
+    static char ids[600][48];
+    struct got *g = calloc(1, sizeof(*g));
+    struct queue *q;
+    long long calls;
+
+    xadd(&srv, "tb:jobs", 600, ids);
+    q = start(&c, g);
+    queue_fetch(q, 600);
+    CHECK(run_until(NULL, &g->n, 600, 5000));
+    calls = evalsha_calls(&srv);
+    for (int i = 0; i < 300; i++)
+        CHECK_INT(ack(q, g, ids[i]), 0);
+    CHECK(run_until(&g->ndone, NULL, 300, 5000));
+    /* Replays of 0..9 mixed into a batch with 10 new ones. */
+    for (int i = 0; i < 20; i++)
+        CHECK_INT(ack(q, g, ids[i < 10 ? i : 300 + i]), 0);
+    for (int i = 320; i < 600; i++)
+        CHECK_INT(ack(q, g, ids[i]), 0);
+    CHECK(run_until(&g->ndone, NULL, 600, 5000));
+    for (int i = 0; i < 300; i++)
+        CHECK_INT(g->done[i], 1);
+    for (int i = 300; i < 320; i++)
+        CHECK_INT(g->done[i], i < 310 ? 0 : 1);
+    CHECK_INT(g->status_sum, 590);
+    CHECK(evalsha_calls(&srv) - calls < 60);
+    CHECK_INT(rc_int(&srv, "XLEN tb:events"), 590);
+    CHECK_INT(pending_count(&srv, "tb:jobs"), 10); /* ids 300..309 were never acked */
+    CHECK_INT(events_for(&srv, "tb:events", ids[599], "delivered"), 1);
+    CHECK_INT(events_for(&srv, "tb:events", ids[5], "delivered"), 1);
+    {
+        redisReply *r = rc(&srv, "GET tb:state:%s", ids[450]);
+        CHECK(r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "done"));
+        freeReplyObject(r);
+    }
+    queue_free(q);
+    free(g);
+}
+
 /* MAXLEN ~ keeps the events stream near events_maxlen. */
 static void test_trim(void)
 {
@@ -569,6 +627,7 @@ int main(void)
     }
     test_fetch_ack();
     test_trim();
+    test_ack_batches();
     test_retry_dead();
     test_pending_restart();
     test_autoclaim();
