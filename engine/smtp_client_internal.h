@@ -11,7 +11,7 @@
 #define EVQ_MAX 8
 /* A pipelined transaction queues one text piece (MAIL, RCPT, BDAT) and one
  * body piece; a few more for RSET, NOOP or QUIT. */
-#define SEG_MAX (2 * SMTP_CLIENT_DEPTH_MAX + 4)
+#define SEG_MAX(depth) (2 * (size_t)(depth) + 4)
 #define OBUF_FLOOR 256
 /* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
 #define ADDR_MAX 254
@@ -80,7 +80,8 @@ struct smtp_client {
 
     char *obuf;
     size_t ocap, olen;
-    struct smtp_client_seg segs[SEG_MAX];
+    struct smtp_client_seg *segs; /* seg_max of them, after the struct */
+    size_t seg_max;
     size_t nseg, seg_sent; /* bytes of segs[0] already sent */
 
     struct smtp_client_event evq[EVQ_MAX];
@@ -89,7 +90,7 @@ struct smtp_client {
     /* Transactions in flight, oldest first: replies belong to the oldest.
      * More than one only when each goes whole in one burst (PIPELINING,
      * CHUNKING and pipeline_body), RFC 2920 and RFC 3030 4.2. */
-    struct smtp_client_inflight q[SMTP_CLIENT_DEPTH_MAX];
+    struct smtp_client_inflight *q; /* depth of them, after the struct */
     size_t qhead, qcount;
     unsigned depth; /* the most in flight (config pipeline_depth) */
     int unclean;    /* one of them ended without a 2xx: RSET when all are done */

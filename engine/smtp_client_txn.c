@@ -247,7 +247,7 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
         plen += (size_t)snprintf(params + plen, sizeof(params) - plen, " BODY=8BITMIME");
     if (utf8)
         snprintf(params + plen, sizeof(params) - plen, " SMTPUTF8");
-    f = &c->q[(c->qhead + c->qcount++) % SMTP_CLIENT_DEPTH_MAX];
+    f = &c->q[(c->qhead + c->qcount++) % c->depth];
     memset(f, 0, sizeof(*f));
     f->txn = t;
     f->phase = PH_ENVELOPE;
