@@ -140,6 +140,7 @@ def _client(ctx, peer, size, seconds):
         "engine_core_busy_pct": round(100 * cores.get(ctx.engine_cpu, (0, 0))[1], 1),
     })
     runs.sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, secs, r1 - r0)
+    runs.sender_other(res, cores, ctx.engine_cpu, cpu)
     return res
 
 
@@ -321,6 +322,7 @@ def _postfix(ctx, size, seconds):
         "tls_connections_verified": verified, "ktls": "off", "tls": "userspace (OpenSSL in the peer)",
         "engine_core_busy_pct": round(100 * m["cores"].get(ctx.engine_cpu, (0, 0))[1], 1),
     })
+    runs.sender_other(res, m["cores"], ctx.engine_cpu, m["cpu"])
     runs.sink_figures(res, stats, m["sink_cpu"], m["cores"], ctx.sink_cpu, secs,
                       m["redis_cpu"])
     return res

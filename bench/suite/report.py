@@ -104,18 +104,21 @@ def table(res):
                      "(a perfect sender's payload rate on one core)" % (
                          cl["block_bytes"], cl["aes_128_gcm_mb_s"]))
     lines.append("")
-    hdr = ("%-19s %-9s %-6s %8s %10s %9s %10s %8s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
-        "sender", "mode", "size", "msgs", "msg/s", "MB/s", "cpu s/1k", "snd core", "sys/msg",
+    hdr = ("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
+        "sender", "mode", "size", "msgs", "msg/s", "MB/s", "cpu s/1k", "snd core", "other",
+        "sys/msg",
         "uring/msg", "peakRSS", "sink cpu", "redis", "kTLS", "ring/peer", "check"))
     lines.append(hdr)
     lines.append("-" * len(hdr))
     rows = res.get("transport", []) + res.get("drain", []) + res.get("peers", [])
     for r in rows:
         ratio = r.get("ringmail_over_peer")
-        lines.append("%-19s %-9s %-6s %8s %10s %9s %10s %8s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
+        lines.append("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
             r["sender"], r["mode"], size_name(r.get("size")), fmt(r.get("messages")),
             fmt(r.get("msg_s")), fmt(r.get("payload_mb_s"), 1), fmt(r.get("cpu_s_per_1k"), 3),
             fmt(r.get("engine_core_busy_pct"), 0) + "%" if r.get("engine_core_busy_pct")
+            is not None else "-",
+            fmt(r.get("sender_core_other_pct"), 0) + "%" if r.get("sender_core_other_pct")
             is not None else "-",
             fmt(r.get("syscalls_per_msg"), 1), fmt(r.get("io_uring_enter_per_msg"), 2),
             fmt((r.get("peak_rss_kib") or 0) // 1024) + "M" if r.get("peak_rss_kib") else "-",
@@ -123,7 +126,9 @@ def table(res):
             fmt(r.get("redis_cpu_pct"), 0) + "%" if r.get("redis_cpu_pct") is not None else "-",
             r.get("ktls", "-"), ("%.1fx" % ratio) if ratio else "-",
             "ok" if r.get("ok") else "FAILED: " + "; ".join(r.get("problems", []))[:120]))
-    lines.append("(snd core: how busy the sender's core was; sink cpu / redis: the process's "
+    lines.append("(snd core: how busy the sender's core was; other: the part of it not used by "
+                 "the sender (other load: a high value makes the figure pessimistic);")
+    lines.append(" sink cpu / redis: the process's "
                  "share of a core; '!' = the sink's core (shared with Redis by default) was "
                  ">= 95% busy: sink-bound; peers encrypt in userspace)")
     pr = [r for r in res.get("peers", []) if r.get("ringmail_over_peer")]
@@ -131,13 +136,13 @@ def table(res):
         lines.append("")
         lines.append("peers against ringmail's main job at the same size (ringmail / peer; "
                      ">1 favours ringmail):")
-        lines.append("%-12s %-6s %10s %14s %14s" % ("peer", "size", "msg/s", "CPU per msg",
+        lines.append("%-19s %-6s %10s %14s %14s" % ("peer", "size", "msg/s", "CPU per msg",
                                                    "peak RSS"))
         for r in pr:
             ring = _find(res.get("drain", []), size=r["size"]) or {}
             rss = (round(r["peak_rss_kib"] / ring["peak_rss_kib"], 1)
                    if r.get("peak_rss_kib") and ring.get("peak_rss_kib") else None)
-            lines.append("%-12s %-6s %9.1fx %13sx %13sx" % (
+            lines.append("%-19s %-6s %9.1fx %13sx %13sx" % (
                 r["sender"], size_name(r["size"]), r["ringmail_over_peer"],
                 fmt(r.get("peer_cpu_over_ringmail"), 1), fmt(rss, 1)))
     caps = [r for r in res.get("transport", []) if r.get("ok") and r.get("sink_capacity_msg_s")]
@@ -153,14 +158,16 @@ def table(res):
         lines.append("open loop, %s, enqueue-to-250 latency (events stream IDs, 1 ms "
                      "resolution); peak = drain rate %s msg/s" % (size_name(ol.get("size")),
                                                                  fmt(ol.get("peak_msg_s"))))
-        lines.append("%10s %10s %8s %8s %8s %8s %9s %s" % ("target/s", "offered/s", "p50 ms",
-                                                        "p99 ms", "p99.9 ms", "max ms",
-                                                        "sink cpu", "check"))
+        lines.append("%10s %10s %8s %8s %8s %8s %8s %6s %9s %s" % (
+            "target/s", "offered/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "snd core",
+            "other", "sink cpu", "check"))
         for pt in ol["points"]:
-            lines.append("%10s %10s %8s %8s %8s %8s %9s %s" % (
+            lines.append("%10s %10s %8s %8s %8s %8s %8s %6s %9s %s" % (
                 fmt(pt.get("rate")), fmt(pt.get("offered_msg_s")), fmt(pt.get("latency_ms_p50")),
                 fmt(pt.get("latency_ms_p99")), fmt(pt.get("latency_ms_p999")),
                 fmt(pt.get("latency_ms_max")),
+                fmt(pt.get("engine_core_busy_pct"), 0) + "%",
+                fmt(pt.get("sender_core_other_pct"), 0) + "%",
                 fmt(pt.get("sink_cpu_pct"), 0) + "%" + ("!" if pt.get("sink_bound") else ""),
                 "ok" if pt.get("ok") else "FAILED: " + "; ".join(pt.get("problems", []))[:100]))
     idle = res.get("idle")

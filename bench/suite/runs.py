@@ -58,6 +58,18 @@ def sink_figures(res, stats, sink_cpu, cores, sink_core, seconds, redis_cpu=None
         res["sink_capacity_msg_s"] = round(res["messages"] / sink_cpu)
 
 
+def sender_other(res, cores, core, sender_cpu):
+    """How much of the sender's core went to anything but the sender
+    (other people's work on a shared machine, kernel softirq work not
+    charged to a process): its busy time minus the sender's CPU time over
+    the same window, as % of the window. A high value means the sender did
+    not have its core to itself and its figure is pessimistic."""
+    b = cores.get(core)
+    if b and b[1] > 0:
+        elapsed = b[0] / b[1]
+        res["sender_core_other_pct"] = round(max(0.0, 100.0 * (b[0] - sender_cpu) / elapsed), 1)
+
+
 # ---- Redis loading ------------------------------------------------------------
 
 def xadd(run, i, body):
@@ -201,6 +213,7 @@ def drain(ctx, size, count, perf_events=None):
         "wall_to_detect_s": round(t_seen - engine.t_start, 3),
     })
     sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_seen - engine.t_start, r1 - r0)
+    sender_other(res, cores, ctx.engine_cpu, cpu)
     if perf_events:
         res.update(perf_counts(perf_out, count))
     return res
@@ -405,6 +418,7 @@ def open_loop(ctx, size, rate, duration):
         "ktls": ktls_state(ktls_msgs, len(ev)),
     })
     sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_all, r1 - r0)
+    sender_other(res, cores, ctx.engine_cpu, cpu)
     return res
 
 
@@ -488,6 +502,7 @@ def transport(ctx, size, count):
         "engine_core_busy_pct": round(100 * cores.get(ctx.engine_cpu, (0, 0))[1], 1),
     })
     sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, seconds)
+    sender_other(res, cores, ctx.engine_cpu, cpu)
     return res
 
 

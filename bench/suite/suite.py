@@ -62,6 +62,9 @@ def parse(argv):
     ap.add_argument("--redis-cpu", default="0", help="core of redis-server ('none': unpinned)")
     ap.add_argument("--syscalls", choices=("auto", "perf", "strace"), default="auto",
                     help="how to count system calls (auto: perf tracepoints where they work)")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                    help="first wait up to this long for both cores to be under 15%% busy "
+                         "(a shared machine)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     return ap.parse_args(argv)
 
@@ -133,6 +136,19 @@ def main(argv):
              (len(rates) if "open-loop" not in skip else 0) + 2 * ("idle" not in skip) +
              len(peer_list) * len(sizes))
     p = ctx.progress = common.Progress(steps)
+    if a.wait_quiet > 0:
+        end = time.time() + a.wait_quiet
+        while time.time() < end:
+            m = common.CoreMeter()
+            time.sleep(2)
+            busy = m.busy()
+            worst = max(100 * busy.get(c, (0, 0))[1] for c in (a.engine_cpu, a.sink_cpu))
+            if worst < 15:
+                break
+            sys.stderr.write("\rbench: waiting for quiet cores (busiest %.0f%%, %.0f s left) " %
+                             (worst, end - time.time()))
+            sys.stderr.flush()
+        sys.stderr.write("\n")
     res = {
         "suite": {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "command": "bench/run.sh " + " ".join(argv), "smoke": a.smoke,
