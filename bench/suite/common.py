@@ -125,6 +125,7 @@ def tree_rss_kib(pid):
 
 class CoreDict(dict):
     detail = None
+    harness_cpu = 0.0
 
 
 class CoreMeter:
@@ -132,6 +133,8 @@ class CoreMeter:
 
     def __init__(self):
         self.t0 = self._read()
+        t = os.times()
+        self.self0 = t.user + t.system
 
     @staticmethod
     def _read():
@@ -150,6 +153,8 @@ class CoreMeter:
         has each core's user/system/softirq/steal/idle shares."""
         out = CoreDict()
         out.detail = self.breakdown()
+        t = os.times()
+        out.harness_cpu = t.user + t.system - self.self0  # this process, all threads
         t1 = self._read()
         for cpu, (b1, a1, _) in t1.items():
             b0, a0, _ = self.t0.get(cpu, (0, 0, None))

@@ -139,7 +139,8 @@ def _client(ctx, peer, size, seconds):
         "ktls": "off", "tls": "userspace (OpenSSL in the peer)",
         "engine_core_busy_pct": round(100 * cores.get(ctx.engine_cpu, (0, 0))[1], 1),
     })
-    runs.sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, secs, r1 - r0)
+    runs.sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, secs, r1 - r0,
+                      ctx.redis_cpu == ctx.sink_cpu)
     runs.sender_other(res, cores, ctx.engine_cpu, cpu)
     return res
 
@@ -324,5 +325,5 @@ def _postfix(ctx, size, seconds):
     })
     runs.sender_other(res, m["cores"], ctx.engine_cpu, m["cpu"])
     runs.sink_figures(res, stats, m["sink_cpu"], m["cores"], ctx.sink_cpu, secs,
-                      m["redis_cpu"])
+                      m["redis_cpu"], ctx.redis_cpu == ctx.sink_cpu)
     return res

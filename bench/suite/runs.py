@@ -38,7 +38,8 @@ def sink_check(stats, expected, unique_ids=True):
     return bad
 
 
-def sink_figures(res, stats, sink_cpu, cores, sink_core, seconds, redis_cpu=None):
+def sink_figures(res, stats, sink_cpu, cores, sink_core, seconds, redis_cpu=None,
+                 redis_on_sink_core=True):
     """Sink-side figures; a run whose sink core was busy >= 95% is sink-bound
     (the sink's own share and Redis's, which shares that core by default,
     say who used it)."""
@@ -48,6 +49,15 @@ def sink_figures(res, stats, sink_cpu, cores, sink_core, seconds, redis_cpu=None
         res["cores"] = cores.detail
     if redis_cpu is not None:
         res["redis_cpu_pct"] = round(100.0 * redis_cpu / seconds, 1) if seconds > 0 else 0.0
+    b = cores.get(sink_core)
+    if b and b[1] > 0:
+        # the harness (pinned to the sink's core: the open-loop generator,
+        # polling) and, by default, Redis share that core with the sink
+        elapsed = b[0] / b[1]
+        harness = getattr(cores, "harness_cpu", 0.0)
+        res["harness_cpu_pct"] = round(100.0 * harness / elapsed, 1)
+        shared = sink_cpu + harness + ((redis_cpu or 0.0) if redis_on_sink_core else 0.0)
+        res["sink_core_other_pct"] = round(max(0.0, 100.0 * (b[0] - shared) / elapsed), 1)
     res["sink_core_busy_pct"] = round(100.0 * busy, 1)
     res["sink_bound"] = busy >= 0.95
     if stats:
@@ -212,7 +222,8 @@ def drain(ctx, size, count, perf_events=None):
                                                     "ringmail_relay_verified_connections"),
         "wall_to_detect_s": round(t_seen - engine.t_start, 3),
     })
-    sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_seen - engine.t_start, r1 - r0)
+    sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_seen - engine.t_start, r1 - r0,
+                 ctx.redis_cpu == ctx.sink_cpu)
     sender_other(res, cores, ctx.engine_cpu, cpu)
     if perf_events:
         res.update(perf_counts(perf_out, count))
@@ -417,7 +428,8 @@ def open_loop(ctx, size, rate, duration):
         "engine_core_busy_pct": round(100 * cores.get(ctx.engine_cpu, (0, 0))[1], 1),
         "ktls": ktls_state(ktls_msgs, len(ev)),
     })
-    sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_all, r1 - r0)
+    sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_all, r1 - r0,
+                 ctx.redis_cpu == ctx.sink_cpu)
     sender_other(res, cores, ctx.engine_cpu, cpu)
     return res
 
