@@ -284,13 +284,10 @@ def s_client(env, port, *extra):
 
 
 def postfix_instance(env, cert, overrides):
-    why = postfix.available()
+    why = postfix.require()
     if why:
-        if os.environ.get("CI") == "true":
-            check(False, "CI must run the Postfix comparison: " + why)
-            return None
-        print("SKIP:", why)
-        sys.exit(77)
+        check(False, why)
+        return None
     pf = postfix.Postfix(env.dir, postfix.free_port(),
                          server_chain=(env.pki.path(cert + ".key"),
                                        env.pki.path(cert + ".chain.pem")),

@@ -15,6 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import postfix  # noqa: E402
 import pki  # noqa: E402
 
 BODY_MARK = b"body-marker-5f2c9a"
@@ -316,6 +317,41 @@ def case_stall_pipelined(env):
         check(sent == stats.get("messages"), "sent count %d matches the sink: %s" % (sent, stats))
         check(sent + temp == 24, "every message delivered or temporary: %s" % m.group(0))
         check(temp >= 2, "a stalled burst fails more than its stalled message: %s" % m.group(0))
+
+
+def case_postfix_pipelined(env):
+    """A real Postfix (Debian's, on loopback) as the relay: transactions
+    back to back in bursts (PIPELINING, CHUNKING, BDAT with the envelope),
+    each one queued by Postfix exactly once; then every recipient refused:
+    permanent, with Postfix's own reply."""
+    why = postfix.require()
+    if why:
+        check(False, why)
+        return
+    pf = postfix.Postfix(env.dir, postfix.free_port(),
+                         server_chain=(env.pki.path("good.key"), env.pki.path("good.chain.pem")),
+                         overrides={
+                             "mydestination": "example.net",
+                             "local_transport": "discard:",
+                             "local_recipient_maps": "",
+                             "smtpd_recipient_restrictions":
+                                 "check_recipient_access inline:{gone@example.net=REJECT}, "
+                                 "permit_mynetworks, reject",
+                         })
+    pf.start()
+    try:
+        rc, out = env.send(pf.port, "--pipeline-depth", "8", count=40, connections=2)
+        check(rc == 0, "exit 0 expected, got %d:\n%s" % (rc, out))
+        check("sent 40 of 40" in out, "all 40 accepted:\n" + out)
+        queued = postfix.count_in_log(pf, "message-id=<t1@example.org>", 40)
+        check(queued == 40, "Postfix queued each message once: %d of 40" % queued)
+        rc, out = env.send(pf.port, "--to", "gone@example.net", "--pipeline-depth", "8",
+                           count=3, connections=1)
+        check(rc == 69 and "Recipient address rejected" in out,
+              "a refused recipient is permanent with Postfix's reply (69), got %d:\n%s"
+              % (rc, out))
+    finally:
+        pf.stop()
 
 
 def stall_before_ready(env, stage):
