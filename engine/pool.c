@@ -191,16 +191,6 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
     if (!s->jobs)
         s->st = PS_IDLE;
     p->inflight--;
-    if (txn->not_attempted && !p->draining) {
-        /* Refused only for following a failed transaction in the same
-         * burst: first in line again (nothing of it was accepted). */
-        j->next = p->qhead;
-        p->qhead = j;
-        if (!p->qtail)
-            p->qtail = j;
-        p->st.queued++;
-        return;
-    }
     if (txn->delivered)
         metrics_conn_message(p->cfg.metrics, s->mslot, txn->body_len);
     p->st.jobs_done++;

@@ -255,12 +255,8 @@ void smtp_client_txn_done(struct smtp_client *c, int clean)
     ev->txn = smtp_client_head(c)->txn;
     c->qhead = (c->qhead + 1) % c->depth;
     c->qcount--;
-    if (!clean) {
-        size_t i;
+    if (!clean)
         c->unclean = 1;
-        for (i = 0; i < c->qcount; i++)
-            c->q[(c->qhead + i) % c->depth].after_unclean = 1;
-    }
     if (c->qcount)
         return;
     if (!c->unclean) {

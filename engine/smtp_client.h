@@ -95,11 +95,6 @@ struct smtp_client_txn {
     size_t delivered; /* recipients delivered */
     int body_started; /* the first body byte was handed to the caller for sending */
     int body_sent;    /* every body byte (and the terminator) was sent */
-    /* Sent back to back behind a transaction that failed, the server
-     * refused its MAIL with 503 because it still held that one open: it
-     * was never attempted (its results say temporary), and the caller
-     * should simply start it again. */
-    int not_attempted;
 };
 
 #define SMTP_CLIENT_DEPTH_MAX 32

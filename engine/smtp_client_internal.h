@@ -60,10 +60,7 @@ struct smtp_client_inflight {
     int mail_due, mail_ok;
     size_t rcpt_sent, rcpt_replied;
     int datacmd_due; /* a pipelined DATA or BDAT reply is due in PH_ENVELOPE */
-    /* Sent behind a transaction that ended unclean: a server that kept that
-     * one open answers this MAIL with 503, which is our doing, not a verdict
-     * on the message. */
-    int after_unclean;
+    int rset_due;    /* sent behind another: its RSET's reply comes first */
 };
 
 struct smtp_client {

@@ -46,16 +46,9 @@ static void on_mail_reply(struct smtp_client *c, struct smtp_client_inflight *f,
     f->mail_due = 0;
     f->mail_ok = r->code >= 200 && r->code < 300;
     if (!f->mail_ok) {
-        /* Every recipient shares the sender's fate. A 503 behind a failed
-         * transaction means the server still held that one open: our
-         * sequencing, so the message is tried again, never bounced. */
-        enum smtp_client_outcome o = smtp_client_outcome_of(r->code);
-        if (f->after_unclean && r->code == 503) {
-            o = SMTP_CLIENT_TEMPORARY;
-            t->not_attempted = 1;
-        }
-        smtp_client_settle_pending(t, o, SMTP_CLIENT_R_NONE, r->code, r->enhanced, r->text,
-                                   r->text_len);
+        /* Every recipient shares the sender's fate. */
+        smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
+                                   r->enhanced, r->text, r->text_len);
         if (c->lockstep)
             smtp_client_txn_done(c, 0);
         return;
@@ -141,6 +134,15 @@ void smtp_client_on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
         smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
         return;
     }
+    if (f->rset_due) {
+        /* The RSET in front of a transaction sent behind another. Anything
+         * but 2xx leaves the session in an unknown state: end it (what is
+         * in flight is retried). */
+        f->rset_due = 0;
+        if (r->code < 200 || r->code >= 300)
+            smtp_client_fail(c, SMTP_CLIENT_R_PROTOCOL, r, NULL, 1);
+        return;
+    }
     switch (f->phase) {
     case PH_ENVELOPE:
         if (f->mail_due)
@@ -222,7 +224,6 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
     memset(t->results, 0, t->nrcpt * sizeof(*t->results));
     t->accepted = t->delivered = 0;
     t->body_started = t->body_sent = 0;
-    t->not_attempted = 0;
     c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
 
     utf8 = is_8bit_str(t->from);
@@ -253,6 +254,16 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
     f->phase = PH_ENVELOPE;
     f->mail_due = 1;
     c->st = ST_TXN;
+    if (c->qcount > 1) {
+        /* Behind another transaction whose fate is not known yet. A server
+         * that keeps a transaction open after refusing its BDAT LAST (RFC
+         * 3030 says it is over; not every server agrees) would take this
+         * one's RCPT and BDAT into it, under the other's sender, while
+         * answering this MAIL with 503. RSET first makes every transaction
+         * in the burst stand alone, on every server, for a few bytes. */
+        smtp_client_out_cmd(c, "RSET", NULL, NULL, NULL);
+        f->rset_due = 1;
+    }
     smtp_client_out_cmd(c, "MAIL FROM:<", t->from, ">", params);
     if (c->lockstep) {
         smtp_client_check_oom(c);

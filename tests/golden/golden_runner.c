@@ -16,8 +16,7 @@
  *   T: ok | T: fail REASON               the caller's TLS handshake result
  *   X: eof | X: abort REASON             the transport's report
  *   C: TEXT   expected client line;      E: ...  expected event
- *             (TXN_DONE lists each recipient's outcome/code/enhanced code,
- *             then "(not attempted)" when the caller should start it again)
+ *             (TXN_DONE lists each recipient's outcome/code/enhanced code)
  * TEXT takes C escapes (\r \n \t \\ \xNN). Consecutive S lines are one read.
  *
  * Every transcript runs twice: each read fed whole, then one byte at a
@@ -306,8 +305,6 @@ static void drain_events(struct run *rn)
         case SMTP_CLIENT_EV_TXN_DONE:
             snprintf(line, sizeof(line), "E: TXN_DONE ");
             trace_results(line, sizeof(line), ev.txn);
-            if (ev.txn->not_attempted)
-                strcat(line, " (not attempted)");
             trace_add(rn->tr, line);
             break;
         case SMTP_CLIENT_EV_FAILED:

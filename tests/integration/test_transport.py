@@ -319,6 +319,22 @@ def case_stall_pipelined(env):
         check(temp >= 2, "a stalled burst fails more than its stalled message: %s" % m.group(0))
 
 
+def case_pipelined_rcpt_refused(env):
+    """Every third RCPT refused while transactions go back to back: the sink
+    keeps a transaction open after refusing its BDAT LAST (as some servers
+    do), which without the RSET in front of each follower would take the
+    next one's recipient and body into it. Each message's fate must be
+    exactly what the server did: 20 delivered (and the sink has exactly
+    20), 10 permanent."""
+    s = env.sink("--reply", "RCPT=550@3", store=False)
+    rc, out = env.send(s.port, "--pipeline-depth", "8", count=30, connections=2)
+    check(rc == 69, "exit 69 expected, got %d:\n%s" % (rc, out))
+    check("sent 20 of 30 messages (20 recipients delivered, 0 temporary, 10 permanent)" in out,
+          "20 delivered, 10 refused:\n" + out)
+    stats = s.stop()
+    check(stats.get("messages") == 20, "the sink accepted exactly 20: %s" % stats)
+
+
 def case_postfix_pipelined(env):
     """A real Postfix (Debian's, on loopback) as the relay: transactions
     back to back in bursts (PIPELINING, CHUNKING, BDAT with the envelope),
