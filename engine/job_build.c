@@ -510,6 +510,13 @@ static void put_part_headers(struct out *o, const char *subtype, enum job_cte ct
 
 /* RFC 5322 3.3 date-time in UTC, from days-since-epoch arithmetic (H.
  * Hinnant's civil_from_days) so no time zone state is read. */
+static char *two_digits(char *p, long long v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
 static void put_date(struct out *o, long long t)
 {
     static const char wd[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
@@ -521,13 +528,34 @@ static void put_date(struct out *o, long long t)
     long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
     long long d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
     long long y = yoe + era * 400 + (m <= 2);
-    char buf[64];
-    int n;
+    char b[40], *p = b;
 
-    /* t is in [0, year 9999] (job.c clamps it), so every term is positive. */
-    n = snprintf(buf, sizeof(buf), "Date: %s, %lld %s %04lld %02lld:%02lld:%02lld +0000\r\n",
-                 wd[days % 7], d, mn[m - 1], y, secs / 3600, secs / 60 % 60, secs % 60);
-    put(o, buf, (size_t)n);
+    /* t is in [0, year 9999] (job.c clamps it), so every term is positive
+     * and fits its digits. Written by hand: it runs twice per job (plan and
+     * write) and snprintf was a visible share of a worker's CPU. */
+    memcpy(p, "Date: ", 6);
+    memcpy(p + 6, wd[days % 7], 3);
+    p += 9;
+    *p++ = ',';
+    *p++ = ' ';
+    if (d >= 10)
+        *p++ = (char)('0' + d / 10);
+    *p++ = (char)('0' + d % 10);
+    *p++ = ' ';
+    memcpy(p, mn[m - 1], 3);
+    p += 3;
+    *p++ = ' ';
+    p = two_digits(p, y / 100);
+    p = two_digits(p, y % 100);
+    *p++ = ' ';
+    p = two_digits(p, secs / 3600);
+    *p++ = ':';
+    p = two_digits(p, secs / 60 % 60);
+    *p++ = ':';
+    p = two_digits(p, secs % 60);
+    memcpy(p, " +0000\r\n", 8);
+    p += 8;
+    put(o, b, (size_t)(p - b));
 }
 
 /* <ringmail.ESCAPED-ID@DOMAIN> */
