@@ -104,23 +104,24 @@ def table(res):
                      "(a perfect sender's payload rate on one core)" % (
                          cl["block_bytes"], cl["aes_128_gcm_mb_s"]))
     lines.append("")
-    hdr = ("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
+    hdr = ("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %8s %8s %9s %8s %9s %6s %-5s %-9s %s" % (
         "sender", "mode", "size", "msgs", "msg/s", "MB/s", "cpu s/1k", "snd core", "other",
-        "sys/msg",
+        "sys/msg", "sqe/msg",
         "uring/msg", "peakRSS", "sink cpu", "redis", "kTLS", "ring/peer", "check"))
     lines.append(hdr)
     lines.append("-" * len(hdr))
     rows = res.get("transport", []) + res.get("drain", []) + res.get("peers", [])
     for r in rows:
         ratio = r.get("ringmail_over_peer")
-        lines.append("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %9s %8s %8s %9s %6s %-5s %-9s %s" % (
+        lines.append("%-19s %-9s %-6s %8s %10s %9s %10s %8s %6s %8s %8s %9s %8s %9s %6s %-5s %-9s %s" % (
             r["sender"], r["mode"], size_name(r.get("size")), fmt(r.get("messages")),
             fmt(r.get("msg_s")), fmt(r.get("payload_mb_s"), 1), fmt(r.get("cpu_s_per_1k"), 3),
             fmt(r.get("engine_core_busy_pct"), 0) + "%" if r.get("engine_core_busy_pct")
             is not None else "-",
             fmt(r.get("sender_core_other_pct"), 0) + "%" if r.get("sender_core_other_pct")
             is not None else "-",
-            fmt(r.get("syscalls_per_msg"), 1), fmt(r.get("io_uring_enter_per_msg"), 2),
+            fmt(r.get("syscalls_per_msg"), 1), fmt(r.get("sqes_per_msg"), 1),
+            fmt(r.get("io_uring_enter_per_msg"), 2),
             fmt((r.get("peak_rss_kib") or 0) // 1024) + "M" if r.get("peak_rss_kib") else "-",
             fmt(r.get("sink_cpu_pct"), 0) + "%" + ("!" if r.get("sink_bound") else ""),
             fmt(r.get("redis_cpu_pct"), 0) + "%" if r.get("redis_cpu_pct") is not None else "-",

@@ -167,13 +167,33 @@ def ktls_state(ktls_msgs, total):
 
 # ---- the main job: drain -----------------------------------------------------
 
+def enqueue_generated(ctx, run, size, count):
+    """`ringmail enqueue --count N --size S`: jobs ringmail builds its
+    message from (subject + text body of about S octets), for --jobs
+    generated."""
+    cfg = os.path.join(ctx.work, run + ".enqueue.yaml")
+    with open(cfg, "w") as f:
+        f.write(services.ENGINE_YAML.format(
+            log_level="warn", redis_port=ctx.redis.port, metrics_port=1, sink_port=1,
+            ca=ctx.pki["ca"], connections=1, per_connection="false"))
+    ctx.progress.update("ringmail enqueue --count %d --size %d" % (count, size))
+    r = subprocess.run([ctx.ringmail, "enqueue", "-c", cfg, "--from", FROM, "--to", TO,
+                        "--count", str(count), "--size", str(size), "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RunFailed("ringmail enqueue exited %d: %s" % (r.returncode, r.stderr[-300:]))
+
+
 def drain(ctx, size, count, perf_events=None):
     """Preload count jobs, start the engine, time it to the last outcome."""
     p = ctx.progress
     run = "d%d%s" % (size, "p" if perf_events else "")
     body = common.message_body(size)
     ctx.redis.flush()
-    preload(ctx.redis, run + ctx.run_id, count, body, p)
+    if getattr(ctx, "jobs", "data") == "generated":
+        enqueue_generated(ctx, run, size, count)
+    else:
+        preload(ctx.redis, run + ctx.run_id, count, body, p)
     sink = services.Sink(ctx.sink_bin, ctx.work, run, ctx.pki, ctx.sink_cpu)
     wrap, perf_out = (), None
     if perf_events:
@@ -184,7 +204,7 @@ def drain(ctx, size, count, perf_events=None):
     engine = services.Engine(ctx.ringmail, ctx.work, run, ctx.redis, sink, ctx.pki,
                              ctx.engine_cpu, ctx.connections, wrap=wrap)
     res = {"sender": "ringmail", "mode": "drain", "size": size, "messages": count,
-           "connections": ctx.connections}
+           "connections": ctx.connections, "jobs": getattr(ctx, "jobs", "data")}
     try:
         wait_events(ctx.redis, engine, count, 60, p)
         t_seen = time.time()

@@ -65,6 +65,10 @@ def parse(argv):
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to this long for both cores to be under 15%% busy "
                          "(a shared machine)")
+    ap.add_argument("--jobs", choices=("data", "generated"), default="data",
+                    help="drain jobs: 'data' = the peers' exact message in a data field "
+                         "(XADD), 'generated' = ringmail enqueue --count --size (ringmail "
+                         "builds the message)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     return ap.parse_args(argv)
 
@@ -130,6 +134,7 @@ def main(argv):
     ctx.work = tempfile.mkdtemp(prefix="ringmail-bench.")
     ctx.build = build
     ctx.smoke = a.smoke
+    ctx.jobs = a.jobs
 
     steps = (("crypto" not in skip) + len(sizes) * (("transport" not in skip) +
              ("drain" not in skip) + ("syscalls" not in skip)) +
@@ -154,7 +159,7 @@ def main(argv):
                   "command": "bench/run.sh " + " ".join(argv), "smoke": a.smoke,
                   "connections": a.connections, "sizes": sizes, "peers": peer_list,
                   "engine_cpu": a.engine_cpu, "sink_cpu": a.sink_cpu,
-                  "redis_cpu": ctx.redis_cpu, "workers": 1,
+                  "redis_cpu": ctx.redis_cpu, "workers": 1, "jobs": a.jobs,
                   "ringmail_version": os.popen(ringmail + " --version").read().strip()},
         "machine": dict(common.machine(), background=common.background(
             [a.engine_cpu, a.sink_cpu])),
