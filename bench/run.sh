@@ -8,6 +8,7 @@
 # what is missing): it is what the ctest test 'bench_smoke' runs.
 # bench/README.md says what each figure means and how it is measured.
 set -eu
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 smoke=0
