@@ -192,6 +192,38 @@ slow_reader_case() {
     report "$name" "$err" "$size-octet body spliced to a server that paused reading for 3 s: $(grep '^sent' "$D/send.out" | cut -d'(' -f1)spliced_bytes=$spliced identical=$((stored - diff))/2 $(grep '^first failure' "$D/send.out")"
 }
 
+# A refused AUTH ends with QUIT, then close_notify: in that order, or the
+# server drops the QUIT unread (the sink logs why each connection closed).
+quit_order_case() { # NAME KTLS
+    name=$1 want=$2
+    D=/tmp/case.$name
+    rm -rf "$D"
+    mkdir -p "$D"
+    err=""
+    printf 'not-the-password\n' > "$D/password"
+    if ! start_sink "$D" --auth user:secret --verbose; then
+        report "$name" " sink-did-not-start" "-"
+        return
+    fi
+    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ca $PKI/root.pem \
+        --from $FROM --to $TO --user user --password-file "$D/password" --timeout 60 \
+        $MSG/small.eml > "$D/send.out" 2> "$D/send.err"
+    rc=$?
+    i=0
+    while ! grep -q ' closed (' "$D/sink.err" && [ $i -lt 50 ]; do
+        i=$((i + 1))
+        usleep 100000
+    done
+    stop_sink
+    k=$(grep -c '"ktls_tx":"1"' "$D/send.err")
+    closed=$(sed -n 's/^sink: conn [0-9]* closed (\(.*\))$/\1/p' "$D/sink.err" | tr '\n' ' ')
+    [ $rc = 76 ] || err="$err send-exit=$rc(want-76)"
+    grep -q '^failed: 1 messages by auth' "$D/send.out" || err="$err not-an-auth-failure"
+    [ "$closed" = "quit " ] || err="$err sink-closed-by:$closed"
+    [ "$k" = "$want" ] || err="$err ktls_tx-connections=$k(want-$want)"
+    report "$name" "$err" "AUTH refused (exit $rc), kTLS TX connections: $k, the sink closed the connection on: $closed"
+}
+
 # A server-initiated KeyUpdate on kTLS connections: the sink (kTLS off: it
 # could not send one otherwise) requests one after every $2 messages on a
 # connection; ringmail must retire each such connection once the
@@ -351,7 +383,13 @@ figure() { # KTLS SIZE COUNT MESSAGE REP
     k=$(sed -n 's/^conn 0: .* ktls_tx=\([01]\) .*/\1/p' "$D/send.out")
     suite=$(sed -n 's/^conn 0: \(TLSv[0-9.]*\) \([^ ]*\) .*/\1\/\2/p' "$D/send.out")
     sent=$(sed -n 's/^sent \([0-9]*\) of.*/\1/p' "$D/send.out")
-    echo "RMVM FIGURE ktls=$1 size=$2 count=$3 rep=$5 sent=$sent rc=$rc conn_ktls_tx=$k tls=$suite cpu=$(cat "$D/time")"
+    # busybox time notes a non-zero exit on a line of its own: the figures
+    # are the last line.
+    echo "RMVM FIGURE ktls=$1 size=$2 count=$3 rep=$5 sent=$sent rc=$rc conn_ktls_tx=$k tls=$suite cpu=$(tail -n 1 "$D/time")"
+    if [ "$rc" != 0 ]; then
+        grep -v '^conn ' "$D/send.out" | sed "s/^/RMVM LOG figure: /"
+        grep -v '"tls_handshake"' "$D/send.err" | tail -n 5 | sed "s/^/RMVM LOG figure: /"
+    fi
     rm -rf "$D"
 }
 
@@ -399,6 +437,7 @@ if [ -e /proc/net/tls_stat ]; then
 fi
 send_case no_module_tls13 1.3 TLS_AES_128_GCM_SHA256 "$N" 2 $MSG/small.eml 0
 send_case no_module_tls12 1.2 ECDHE-ECDSA-AES256-GCM-SHA384 "$N" 2 $MSG/small.eml 0
+quit_order_case no_module_quit_order 0
 
 # ---- load the AEAD modules, then tls.ko ----
 loaded=""
@@ -433,6 +472,7 @@ done
 WANT_SINK_RX=""
 send_case ktls_large_1m 1.3 TLS_AES_256_GCM_SHA384 "$N_LARGE" 2 $MSG/large.eml 1
 slow_reader_case ktls_slow_reader $MSG/huge.eml
+quit_order_case ktls_quit_order 1
 key_update_case ktls_key_update 5 20 $MSG/small.eml 1
 key_update_case ktls_key_update_pipelined 5 20 $MSG/small.eml 4
 engine_case ktls_engine "$N_ENGINE"
