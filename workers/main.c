@@ -75,7 +75,7 @@ int main(int argc, char **argv)
      * zeroed again: 30% of the sender's system time at 1 MB messages. Keep
      * them in the heap, and give memory back only past 64 MiB free. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
     if (argc < 2) {
         usage(stderr);

@@ -190,7 +190,21 @@ void worker_refill(struct worker *w)
 {
     if (w->stopping)
         return;
-    queue_fetch(w->q, w->inflight < w->max_inflight ? w->max_inflight - w->inflight : 0);
+    unsigned room = w->inflight < w->max_inflight ? w->max_inflight - w->inflight : 0;
+    if (!w->avg_job_bytes && room > 16)
+        room = 16; /* a first look at how large the jobs are */
+    if (room && w->avg_job_bytes > 0) {
+        size_t left =
+            w->inflight_bytes < WORKER_INFLIGHT_BYTES ? WORKER_INFLIGHT_BYTES - w->inflight_bytes : 0;
+        double fit = (double)left / w->avg_job_bytes;
+        /* At least one when nothing is in hand: a job over the budget
+         * still goes, alone. */
+        if (fit < 1 && !w->inflight)
+            fit = 1;
+        if (fit < room)
+            room = (unsigned)fit;
+    }
+    queue_fetch(w->q, room);
 }
 
 static void begin_stop(struct worker *w)

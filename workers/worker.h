@@ -6,6 +6,10 @@
 #define RINGMAIL_WORKER_H
 
 #include <stddef.h>
+
+/* Job bytes a worker holds at most (its reads ask for fewer entries as the
+ * average job grows): 64 MiB is 32,000 jobs of 2 KB, but 64 of 1 MB. */
+#define WORKER_INFLIGHT_BYTES ((size_t)64 << 20)
 #include <stdint.h>
 
 #include "loop.h"
@@ -35,6 +39,10 @@ struct worker {
     size_t nrelays;
     char consumer[256];
     unsigned inflight, max_inflight;
+    /* Job bytes in hand, and their running average per job: reads are
+     * bounded by bytes too, so 1 MB jobs do not arrive 256 at a time. */
+    size_t inflight_bytes;
+    double avg_job_bytes;
     int stopping;
     uint64_t stop_deadline;
     uint64_t rng;

@@ -26,6 +26,7 @@ struct wjob {
     struct queue_field *fields; /* the entry as received, for retries and dead letters */
     size_t nfields;
     char *fbuf;
+    size_t bytes; /* of the entry, counted in w->inflight_bytes */
     struct smtp_client_rcpt_result *results;
     char *wire;
     int resent;         /* redelivered with state data-sent */
@@ -84,6 +85,10 @@ static struct wjob *wjob_new(struct worker *w, const struct queue_entry *e)
     wj->nfields = e->nfields;
     snprintf(wj->entry, sizeof(wj->entry), "%s", e->id);
     wj->w = w;
+    wj->bytes = total;
+    w->inflight_bytes += total;
+    w->avg_job_bytes = w->avg_job_bytes > 0 ? 0.9 * w->avg_job_bytes + 0.1 * (double)total
+                                            : (double)total;
     return wj;
 }
 
@@ -95,6 +100,7 @@ static void wjob_finish(struct wjob *wj)
     free(wj->fbuf);
     free(wj->results);
     free(wj->wire);
+    w->inflight_bytes -= wj->bytes;
     free(wj);
     w->inflight--;
     worker_refill(w);
@@ -351,6 +357,17 @@ static int on_prepare(struct pool_job *pj, enum message_encoding enc)
     const char *m = job_message(wj->job, &len);
     free(wj->wire);
     wj->wire = NULL;
+    /* For BDAT the wire form differs from the message only by growing
+     * (bare CR or LF to CRLF, a final CRLF), so a scan that finds the
+     * same length proves them identical: send the message as it is, no
+     * copy (most messages ringmail builds itself). DATA always differs
+     * (dot-stuffing, the terminator). */
+    if (enc == MESSAGE_ENC_BDAT && message_scan(m, len, enc, &pj->txn.facts) == 0 &&
+        pj->txn.facts.wire_len == len) {
+        pj->txn.body = m;
+        pj->txn.body_len = len;
+        return 0;
+    }
     if (message_prepare_alloc(m, len, enc, &wj->wire, &pj->txn.body_len, &pj->txn.facts) != 0)
         return -1;
     pj->txn.body = wj->wire;
