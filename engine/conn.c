@@ -75,7 +75,8 @@ struct conn {
     int splice_more;      /* body bytes remain beyond the pipe-load in flight */
     int splice_wait;      /* the socket was full: POLLOUT, then splice out again */
     int notify_due;       /* close_notify once what is queued before it has gone */
-    int replies_held;     /* received replies wait for the send in flight (kTLS) */
+    int splicing;         /* the send in flight is a spliced body */
+    int replies_held;     /* received replies wait for the splice in flight (kTLS) */
     int got_reply;
     int quit_requested;
     int closed_reported;
@@ -177,18 +178,21 @@ static void drain_tls(struct conn *c)
 }
 
 /*
- * kTLS TX: the protocol core learns that plaintext has gone only when its
- * send completes, and the server's reply to it can be received first: a
- * spliced body goes out from an io-wq worker whose completion races our
- * receive. Fed first, such a reply looked early (a BDAT reply while the
- * body still seemed queued: a "protocol" failure of the whole pipelined
- * burst, seen in the kTLS guest in a few percent of 600-message runs). So
- * received records wait in the TLS read buffer until the send completes.
- * (Without kTLS the core counts bytes as sent when they are encrypted.)
+ * kTLS TX: the protocol core learns that body bytes have gone only when
+ * the splice completes, and a splice runs in an io-wq worker whose
+ * completion races our receive: the server's reply to the body could be
+ * fed first and looked early (a BDAT reply while the body still seemed
+ * queued: a "protocol" failure of the whole pipelined burst, seen in the
+ * kTLS guest in a few percent of 600-message runs). So received records
+ * wait in the TLS read buffer until the splice completes; not while it
+ * waits for room on a full socket, where a reply is the server's own
+ * (a 421) and must be read. A SEND completes in our own task before any
+ * reply to it can be processed; without kTLS the core counts bytes as sent
+ * when they are encrypted.
  */
 static int replies_wait(const struct conn *c)
 {
-    return c->send_pending && c->phase == CP_TLS && tls_conn_ktls_tx(c->tls);
+    return c->splicing && !c->splice_wait && c->phase == CP_TLS;
 }
 
 /* ---- TLS ------------------------------------------------------------- */
@@ -412,6 +416,7 @@ static void splice_body(struct conn *c, const struct smtp_client_txn *t, size_t 
         return;
     }
     c->send_pending = 1;
+    c->splicing = 1;
     c->st.sends++;
 }
 
@@ -427,7 +432,7 @@ static void splice_out(struct conn *c)
                          (unsigned)c->pipe_bytes,
                          SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
     if (rc < 0) {
-        c->send_pending = 0;
+        c->send_pending = c->splicing = 0;
         smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
     }
 }
@@ -447,7 +452,7 @@ static void on_spliced(struct conn *c, int tag, int res)
     }
     if (res <= 0) {
         char d[96];
-        c->send_pending = 0;
+        c->send_pending = c->splicing = 0;
         snprintf(d, sizeof(d), "splice: %s", res ? strerror(-res) : "short file");
         smtp_client_abort(c->smtp, res == 0 ? SMTP_CLIENT_R_LOCAL : SMTP_CLIENT_R_CONNECTION, d);
         return;
@@ -461,7 +466,7 @@ static void on_spliced(struct conn *c, int tag, int res)
         smtp_client_sent(c->smtp, (size_t)res);
     }
     if (!c->pipe_bytes) {
-        c->send_pending = 0; /* pump() takes the next pipe-load or piece */
+        c->send_pending = c->splicing = 0; /* pump() takes the next pipe-load or piece */
         return;
     }
     splice_out(c);
