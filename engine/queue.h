@@ -184,8 +184,8 @@ struct queue_outcome {
 
 /*
  * Outcome writes, each one atomic script (XACK first: nothing happens when
- * the entry is not pending; XDEL unless keep_acked; the state record set to
- * "done", "retry" or "dead"):
+ * the entry is not pending; XDEL unless keep_acked; the state record
+ * deleted):
  *   ack:   XADD events (each entry).
  *   retry: ZADD retry (due, member: the job's fields with set applied,
  *          serialised), XADD events.
@@ -209,7 +209,7 @@ int queue_release(struct queue *q, const char *id);
  */
 int queue_state_set(struct queue *q, const char *id, const char *state, queue_done_fn *done,
                     void *arg);
-/* state: the record ("data-sent", "done", "retry", "dead") or
+/* state: the record ("data-sent"; "done", "retry", "dead" from older versions) or
  * NULL when there is none; status 1 read, -1 refused. Retried across
  * reconnects. The string is valid during the callback only. */
 typedef void queue_state_fn(void *arg, int status, const char *state);

@@ -12,6 +12,9 @@
  *   whether anything happens: 0 (the entry was not pending: already
  *   finished, or a replay of a write whose reply was lost) returns 0 with
  *   nothing else written. Replays are therefore harmless.
+ * - The job's state record (data-sent) is deleted with its outcome: the
+ *   XACK in the same script already says the job is finished, and a record
+ *   kept for state_ttl per job would grow Redis with every message sent.
  * - Time comes from Redis (TIME), one clock for every host; Redis 7
  *   replicates the effects of a script, so that is allowed.
  * - A retry-set member is the job serialised as length-prefixed strings,
@@ -22,7 +25,7 @@
  * Retry and dead scripts: KEYS[1] stream, KEYS[2] events, KEYS[3] state
  * record, KEYS[4] retry set or dead stream. (The ack script takes a batch
  * of jobs; its layout is above it.) ARGV[1] group, ARGV[2] entry
- * ID, ARGV[3] events MAXLEN ("0": no trim), ARGV[4] state TTL (seconds),
+ * ID, ARGV[3] events MAXLEN ("0": no trim), ARGV[4] state TTL (unused),
  * ARGV[5] keep acked entries ("1") or XDEL them ("0"), then per script.
  * The events come last: their count, then per entry the number of values
  * and the values (name, value, ...).
@@ -64,17 +67,18 @@ enum queue_script {
     "    redis.call('XADD', unpack(a))\n"                                                          \
     "    i = i + n + 1\n"                                                                          \
     "  end\n"                                                                                      \
-    "  redis.call('SET', KEYS[3], outcome == 'delivered' and 'done' or outcome, 'EX', ARGV[4])\n"  \
+    "  redis.call('DEL', KEYS[3])\n"                                                               \
     "end\n"
 
 /* clang-format off */
 
 /* Acks of many jobs at once (queue_acks.c): KEYS[1] stream, KEYS[2] events,
  * KEYS[2 + j] job j's state record; ARGV[1] group, ARGV[2] maxlen ('0':
- * none), ARGV[3] state TTL, ARGV[4] keep ('0': XDEL the acked entry), then
+ * none), ARGV[3] state TTL (unused), ARGV[4] keep ('0': XDEL the acked entry), then
  * for each job its entry ID, the number of its events and each event as
  * (2 * fields, fields). Per job, as the other outcomes: nothing unless its
- * XACK acknowledges it. Returns one 1 or 0 per job. */
+ * XACK acknowledges it (then its state record goes). Returns one 1 or 0
+ * per job. */
 static const char queue_lua_ack[] =
     "local ty = redis.call('TYPE', KEYS[2])['ok']\n"
     "if ty ~= 'none' and ty ~= 'stream' then\n"
@@ -99,7 +103,7 @@ static const char queue_lua_ack[] =
     "    end\n"
     "    p = p + nf + 1\n"
     "  end\n"
-    "  if ok then redis.call('SET', KEYS[j], 'done', 'EX', ARGV[3]) end\n"
+    "  if ok then redis.call('DEL', KEYS[j]) end\n"
     "  res[#res+1] = ok and 1 or 0\n"
     "end\n"
     "return res\n";

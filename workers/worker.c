@@ -9,8 +9,10 @@
  *            with one events entry per recipient.
  *
  * A crash between the final dot and the ack is thus always visible on
- * redelivery: a "done" record means only ack; "data-sent" means the message
- * may have arrived, so it is resent with the same Message-ID and counted.
+ * redelivery: "data-sent" means the message may have arrived, so it is
+ * resent with the same Message-ID and counted. (The record is deleted with
+ * the outcome; "done", "retry" and "dead" records, written by versions
+ * before that, still mean only ack.)
  */
 #include "worker.h"
 

@@ -441,7 +441,9 @@ static void on_state(void *arg, int status, const char *state)
     struct worker *w = wj->w;
     if (status == 1 && state &&
         (!strcmp(state, "done") || !strcmp(state, "retry") || !strcmp(state, "dead"))) {
-        /* Its outcome was written; only the acknowledgement went missing. */
+        /* Its outcome was written; only the acknowledgement went missing.
+         * (Records of older versions: the outcome now deletes the record
+         * in the script that acknowledges, so this no longer arises.) */
         struct queue_outcome o;
         w->acked_done++;
         log_event(LOG_INFO, "job_already_done", "id", job_id(wj->job), "state", state, NULL);
