@@ -278,10 +278,12 @@ key_update_case() {
 }
 
 # The main job on the offload path: redis-server, the sink, `ringmail run`,
-# a batch from `ringmail enqueue`; every job delivered (events), acked
-# (nothing pending), delivered once (Message-IDs), events say ktls=1.
+# a batch from `ringmail enqueue` (COUNT jobs of 2 KB and BIG of 512 KB);
+# every job delivered (events), acked (nothing pending), delivered once
+# (Message-IDs), events say ktls=1.
 engine_case() {
-    name=$1 count=$2
+    name=$1 small=$2 big=$3
+    count=$((small + big))
     D=/tmp/case.$name
     rm -rf "$D"
     mkdir -p "$D/redis"
@@ -322,8 +324,10 @@ retry:
 YAML
     ringmail run -c "$D/ringmail.yaml" > "$D/engine.err" 2>&1 &
     ENGINE_PID=$!
-    ringmail enqueue -c "$D/ringmail.yaml" --from $FROM --to $TO --count "$count" --size 2048 \
+    ringmail enqueue -c "$D/ringmail.yaml" --from $FROM --to $TO --count "$small" --size 2048 \
         --quiet > "$D/enqueue.out" 2>&1 || err="$err enqueue-failed"
+    ringmail enqueue -c "$D/ringmail.yaml" --from $FROM --to $TO --count "$big" --size 524288 \
+        --quiet >> "$D/enqueue.out" 2>&1 || err="$err enqueue-big-failed"
     i=0
     while [ "$(redis-cli -p 6399 XLEN ringmail:events)" -lt "$count" ] 2>/dev/null; do
         i=$((i + 1))
@@ -366,7 +370,7 @@ YAML
     [ -n "$m_relay_ktls" ] && [ "$m_relay_ktls" -ge 1 ] || err="$err metrics-relay_ktls_connections=$m_relay_ktls"
     [ "$m_info" = "$m_relay_ktls" ] || err="$err metrics-connection_info-ktls=$m_info"
     [ -n "$m_curr" ] && [ "$m_curr" -ge "${m_relay_ktls:-1}" ] || err="$err metrics-kernel_tls_curr_tx_sw=$m_curr"
-    report "$name" "$err" "ringmail run: enqueued $count, delivered $delivered (events with ktls=1: $ktls_ev), pending $pending, Message-IDs $uniq_ids unique of $ids, connections $hs all ktls_tx=1, TlsTxSw+$dtx; /metrics: ktls_expected=$m_expected relay_ktls_connections=$m_relay_ktls connection_info ktls_tx=1: $m_info kernel_tls_curr_tx_sw=$m_curr ktls_count_mismatch=$m_mismatch"
+    report "$name" "$err" "ringmail run: enqueued $small x 2 KB + $big x 512 KB, delivered $delivered (events with ktls=1: $ktls_ev), pending $pending, Message-IDs $uniq_ids unique of $ids, connections $hs all ktls_tx=1, TlsTxSw+$dtx; /metrics: ktls_expected=$m_expected relay_ktls_connections=$m_relay_ktls connection_info ktls_tx=1: $m_info kernel_tls_curr_tx_sw=$m_curr ktls_count_mismatch=$m_mismatch"
 }
 
 # CPU time of the sender per message (user+sys, busybox time).
@@ -475,6 +479,6 @@ slow_reader_case ktls_slow_reader $MSG/huge.eml
 quit_order_case ktls_quit_order 1
 key_update_case ktls_key_update 5 20 $MSG/small.eml 1
 key_update_case ktls_key_update_pipelined 5 20 $MSG/small.eml 4
-engine_case ktls_engine "$N_ENGINE"
+engine_case ktls_engine "$N_ENGINE" "$N_ENGINE_BIG"
 figures_rounds
 exit 0

@@ -34,7 +34,8 @@ PARAMS = {
     "N": 30,          # messages per cipher case
     "CONNS": 3,       # connections per cipher case
     "N_LARGE": 4,     # 1 MiB messages
-    "N_ENGINE": 40,   # jobs through `ringmail run`
+    "N_ENGINE": 40,   # 2 KB jobs through `ringmail run`
+    "N_ENGINE_BIG": 6,  # and 512 KB ones
     # Enough messages that the handshake (~0.1 s of emulated CPU) fades and
     # busybox time's 10 ms resolution does not matter.
     "FIG_2K": 600,
