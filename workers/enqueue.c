@@ -28,7 +28,7 @@ struct enq_opts {
     const char *config, *stream, *from, *relay, *subject;
     const char *rcpts[MAX_RCPT];
     size_t nrcpt;
-    unsigned long count, size;
+    unsigned long count, size, rate;
     char **files;
     int nfiles;
     int quiet;
@@ -51,6 +51,8 @@ static void usage(FILE *f)
                "  --relay NAME        a configured relay (default: the first)\n"
                "  --subject TEXT      subject of generated jobs\n"
                "  --count N --size BYTES  generated jobs\n"
+               "  --rate R            offer R jobs per second, evenly (an open-loop load for\n"
+               "                      latency measurements; default: as fast as Redis takes them)\n"
                "  --quiet             no progress display\n"
                "\n"
                "Exit status: 0 all enqueued, 65 unreadable message file, 69 Redis unreachable,\n"
@@ -68,6 +70,7 @@ static int parse(int argc, char **argv, struct enq_opts *o)
         {"subject", required_argument, NULL, 'S'},
         {"count", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 'z'},
+        {"rate", required_argument, NULL, 'R'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -103,6 +106,7 @@ static int parse(int argc, char **argv, struct enq_opts *o)
             o->subject = optarg;
             break;
         case 'n':
+        case 'R':
         case 'z': {
             unsigned long v = strtoul(optarg, &end, 10);
             if (*end || !*optarg || v == 0 || v > 1000000000ul) {
@@ -111,6 +115,8 @@ static int parse(int argc, char **argv, struct enq_opts *o)
             }
             if (ch == 'n')
                 o->count = v;
+            else if (ch == 'R')
+                o->rate = v;
             else
                 o->size = v;
             break;
@@ -240,6 +246,25 @@ int cmd_enqueue(int argc, char **argv)
     t0 = cli_now_s();
     while (acked < total) {
         unsigned long batch_end = sent + PIPELINE < total ? sent + PIPELINE : total;
+        if (o.rate) {
+            /* Open loop: what is due by now, in one write, a millisecond's
+             * worth at a time (a write and its replies per job would cost
+             * more than the jobs); sleep until that much is due. */
+            unsigned long tick = o.rate / 1000 ? o.rate / 1000 : 1;
+            double el = cli_now_s() - t0;
+            unsigned long due = (unsigned long)(el * (double)o.rate) + 1;
+            if (due > total)
+                due = total;
+            if (due < sent + tick && due < total) {
+                double wait = (double)(sent + tick) / (double)o.rate - el;
+                struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+                if (wait > 0)
+                    nanosleep(&ts, NULL);
+                continue;
+            }
+            if (due < batch_end)
+                batch_end = due;
+        }
         for (; sent < batch_end; sent++) {
             int n = 0;
             size_t r;
