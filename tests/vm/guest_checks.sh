@@ -410,10 +410,16 @@ figures_rounds() {
     [ "$FIGURES" = 1 ] || return 0
     r=1
     while [ $r -le "$FIG_ROUNDS" ]; do
-        if rmmod tls 2> /tmp/rmmod.err; then
-            figures 0 $r
-        else
+        # A closing socket may hold the module a moment longer.
+        i=0
+        until rmmod tls 2> /tmp/rmmod.err || [ $i -ge 30 ]; do
+            i=$((i + 1))
+            usleep 100000
+        done
+        if grep -q '^tls ' /proc/modules; then
             log "rmmod tls: $(cat /tmp/rmmod.err)"
+        else
+            figures 0 $r
         fi
         insmod /mods/tls.ko 2> /dev/null
         figures 1 $r
