@@ -20,5 +20,16 @@ check "no command exits 64" [ "$rc" -eq 64 ]
 err=$("$bin" frobnicate 2>&1 >/dev/null); rc=$?
 check "unknown command exits 64" [ "$rc" -eq 64 ]
 check "unknown command is named" sh -c 'echo "$1" | grep -q "frobnicate"' _ "$err"
+# Options of the commands that take numbers: bad values are usage errors.
+err=$("$bin" send --relay localhost:25 --from a@x --to b@y --pipeline-depth 33 /dev/null 2>&1); rc=$?
+check "send --pipeline-depth above 32 exits 64" [ "$rc" -eq 64 ]
+check "send says the depth's limit" sh -c 'echo "$1" | grep -q "at most 32"' _ "$err"
+out=$("$bin" send --help); rc=$?
+check "send --help lists --pipeline-depth and --no-pipeline-body" \
+    sh -c 'echo "$1" | grep -q -- "--pipeline-depth" && echo "$1" | grep -q -- "--no-pipeline-body"' _ "$out"
+"$bin" enqueue -c /dev/null --from a@x --to b@y --count 10 --rate 0 >/dev/null 2>&1; rc=$?
+check "enqueue --rate 0 exits 64" [ "$rc" -eq 64 ]
+out=$("$bin" enqueue --help); rc=$?
+check "enqueue --help lists --rate" sh -c 'echo "$1" | grep -q -- "--rate R"' _ "$out"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
