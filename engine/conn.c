@@ -23,65 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PLAIN_BUF  1024
-#define READ_CHUNK 16384
-#define OUT_PIECES 32
-
-enum conn_phase {
-    CP_CONNECTING = 1,
-    CP_PLAIN = 2,
-    CP_HANDSHAKE = 3,
-    CP_TLS = 4,
-    CP_CLOSING = 5,
-    CP_DEAD = 6,
-};
-
-enum conn_tag {
-    TAG_CONNECT = 1,
-    TAG_RECV = 2,
-    TAG_RECV_MULTI = 3,
-    TAG_SEND = 4,
-    TAG_POLL = 5,
-    TAG_SPLICE_IN = 6,  /* body file -> pipe */
-    TAG_SPLICE_OUT = 7, /* pipe -> socket (the kernel encrypts) */
-    TAG_SEND_ZC = 8,
-};
-
-struct conn {
-    struct loop *loop;
-    loop_slot slot;
-    int fd;
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    struct smtp_client *smtp;
-    const char *name;
-    struct tls_ctx *tls_ctx;
-    struct tls_conn *tls;
-    int implicit;
-    struct conn_callbacks cb;
-    void *user;
-    struct conn_timeouts to;
-    unsigned keepalive_ms;
-    enum conn_phase phase;
-    struct loop_timer timer;
-    char *pbuf;
-    int recv_pending, multi_armed, poll_pending, send_pending;
-    size_t send_plain;    /* plaintext bytes in the send in flight (PLAIN / kTLS) */
-    int send_cipher;      /* the send in flight carries pending ciphertext */
-    unsigned send_zc_min; /* 0: SEND_ZC off (or refused by this socket) */
-    int zc_res;           /* result of the SEND_ZC in flight, until its notification */
-    int pipe_fd[2];       /* for splicing bodies; -1 until first needed */
-    size_t pipe_bytes;    /* spliced into the pipe, not yet out of it */
-    int splice_more;      /* body bytes remain beyond the pipe-load in flight */
-    int splice_wait;      /* the socket was full: POLLOUT, then splice out again */
-    int notify_due;       /* close_notify once what is queued before it has gone */
-    int splicing;         /* the send in flight is a spliced body */
-    int replies_held;     /* received replies wait for the splice in flight (kTLS) */
-    int got_reply;
-    int quit_requested;
-    int closed_reported;
-    struct conn_stats st;
-};
+#include "conn_internal.h"
 
 void conn_timeouts_default(struct conn_timeouts *t)
 {
@@ -101,10 +43,7 @@ void conn_timeouts_default(struct conn_timeouts *t)
         t->quit_ms = 10000;
 }
 
-static void process_events(struct conn *c);
-static void pump(struct conn *c);
 static void arm_timer(struct conn *c);
-static void finish_close(struct conn *c);
 
 static void errf(char *err, size_t errlen, const char *what, int e)
 {
@@ -141,7 +80,7 @@ static void feed_client(struct conn *c, const char *p, size_t len)
     c->got_reply = 1;
     while (len) {
         long n = smtp_client_feed(c->smtp, p, len);
-        process_events(c);
+        conn_process_events(c);
         if (n <= 0)
             return;
         p += n;
@@ -238,7 +177,7 @@ static void handshake_step(struct conn *c)
         c->phase = CP_TLS;
         log_handshake(c);
         smtp_client_tls_done(c->smtp, 1, SMTP_CLIENT_R_NONE, NULL);
-        process_events(c);
+        conn_process_events(c);
         drain_tls(c); /* a reply may have come with the last flight */
         return;
     case TLS_WANT_READ:
@@ -332,13 +271,13 @@ static void begin_close(struct conn *c, enum smtp_client_reason reason, const ch
     if (c->send_pending || smtp_client_output_len(c->smtp) ||
         (c->tls && !tls_conn_ktls_tx(c->tls) && tls_conn_pending_len(c->tls))) {
         loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
-        pump(c);
+        conn_pump(c);
         return;
     }
-    finish_close(c);
+    conn_finish_close(c);
 }
 
-static void process_events(struct conn *c)
+void conn_process_events(struct conn *c)
 {
     struct smtp_client_event ev;
     while (c->phase != CP_DEAD && smtp_client_next_event(c->smtp, &ev)) {
@@ -367,219 +306,6 @@ static void process_events(struct conn *c)
             break;
         default:
             break;
-        }
-    }
-}
-
-/* ---- sending ----------------------------------------------------------- */
-
-static void send_iov(struct conn *c, struct iovec *iov, size_t n, int more)
-{
-    int rc = loop_sendv(c->loop, c->slot, TAG_SEND, c->fd, iov, (unsigned)n,
-                        MSG_NOSIGNAL | (more ? MSG_MORE : 0));
-    if (rc < 0) {
-        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a send");
-        return;
-    }
-    c->send_pending = 1;
-    c->st.sends++;
-}
-
-/*
- * The zero-copy body path (kTLS TX on, body in a file): file -> pipe ->
- * socket with splice, one pipe-load at a time; the kernel encrypts on the
- * way out. remaining: bytes of t's body not yet sent.
- */
-static void splice_body(struct conn *c, const struct smtp_client_txn *t, size_t remaining)
-{
-    const struct smtp_client_body_file *bf = t->body_file;
-    long long off = bf->off + (long long)(t->body_len - remaining);
-    unsigned chunk;
-    int rc;
-
-    if (c->pipe_fd[0] < 0) {
-        if (pipe2(c->pipe_fd, O_CLOEXEC) != 0) {
-            c->pipe_fd[0] = c->pipe_fd[1] = -1;
-            smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "pipe: cannot splice the body");
-            return;
-        }
-        /* A bigger pipe means fewer splices per message (1 MiB is the
-         * default pipe-max-size for unprivileged processes). */
-        fcntl(c->pipe_fd[1], F_SETPIPE_SZ, 1 << 20);
-    }
-    chunk = remaining > (1u << 20) ? 1u << 20 : (unsigned)remaining;
-    c->splice_more = remaining > chunk;
-    rc = loop_splice(c->loop, c->slot, TAG_SPLICE_IN, bf->fd, off, c->pipe_fd[1], -1, chunk,
-                     SPLICE_F_MOVE);
-    if (rc < 0) {
-        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
-        return;
-    }
-    c->send_pending = 1;
-    c->splicing = 1;
-    c->st.sends++;
-}
-
-/* Move the pipe-load to the socket (the kernel encrypts on the way out). */
-static void splice_out(struct conn *c)
-{
-    /* SPLICE_F_MORE (MSG_MORE to kTLS) only while body bytes remain behind
-     * this pipe-load: on the last one it would leave the final record open
-     * and the TCP segment corked, so the end of the message would wait for
-     * the kernel's ~200 ms cork timer while the server waits for it (seen
-     * in the kTLS guest: 4 messages/s with 2 KB bodies). */
-    int rc = loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
-                         (unsigned)c->pipe_bytes,
-                         SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
-    if (rc < 0) {
-        c->send_pending = c->splicing = 0;
-        smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
-    }
-}
-
-static void on_spliced(struct conn *c, int tag, int res)
-{
-    if (res == -EAGAIN && tag == TAG_SPLICE_OUT && !c->poll_pending) {
-        /* The socket is non-blocking and full (a slow reader): io_uring
-         * does not poll-retry a splice as it does a send, so wait for room
-         * and splice again; the send stays pending meanwhile. Seen in the
-         * kTLS guest with a large body and a server that paused reading. */
-        if (loop_poll(c->loop, c->slot, TAG_POLL, c->fd, POLLOUT) == 0) {
-            c->poll_pending = 1;
-            c->splice_wait = 1;
-            return;
-        }
-    }
-    if (res <= 0) {
-        char d[96];
-        c->send_pending = c->splicing = 0;
-        snprintf(d, sizeof(d), "splice: %s", res ? strerror(-res) : "short file");
-        smtp_client_abort(c->smtp, res == 0 ? SMTP_CLIENT_R_LOCAL : SMTP_CLIENT_R_CONNECTION, d);
-        return;
-    }
-    if (tag == TAG_SPLICE_IN) {
-        c->pipe_bytes = (size_t)res;
-    } else {
-        c->pipe_bytes -= (size_t)res;
-        c->st.bytes_sent += (uint64_t)res;
-        c->st.spliced_bytes += (uint64_t)res;
-        smtp_client_sent(c->smtp, (size_t)res);
-    }
-    if (!c->pipe_bytes) {
-        c->send_pending = c->splicing = 0; /* pump() takes the next pipe-load or piece */
-        return;
-    }
-    splice_out(c);
-}
-
-static void pump(struct conn *c)
-{
-    struct smtp_client_out out[OUT_PIECES];
-    struct iovec iov[OUT_PIECES];
-    size_t n, i, total = 0;
-    int ciphered;
-
-    if (c->send_pending || c->phase == CP_CONNECTING || c->phase == CP_DEAD ||
-        c->phase == CP_HANDSHAKE)
-        return;
-    ciphered = c->tls && tls_conn_facts(c->tls) && !tls_conn_ktls_tx(c->tls);
-    n = smtp_client_output(c->smtp, out, OUT_PIECES);
-    for (i = 0; i < n; i++) {
-        iov[i].iov_base = (void *)out[i].base;
-        iov[i].iov_len = out[i].len;
-        total += out[i].len;
-    }
-    if (!ciphered) {
-        if (!n)
-            return;
-        if (c->phase == CP_TLS && tls_conn_ktls_tx(c->tls)) {
-            /* Bodies with a file go by splice; what comes before the first
-             * of them goes by send. Transactions in flight back to back
-             * each have their own body (and file). */
-            size_t k, before = 0;
-            for (k = 0; k < n && !(out[k].body && out[k].txn->body_file); k++)
-                before += out[k].len;
-            if (k == 0) {
-                splice_body(c, out[0].txn, out[0].len);
-                return;
-            }
-            if (k < n) { /* the commands first, the body right after */
-                c->send_plain = before;
-                c->send_cipher = 0;
-                send_iov(c, iov, k, 1);
-                return;
-            }
-        }
-        c->send_plain = total;
-        c->send_cipher = 0;
-        send_iov(c, iov, n, 0);
-        return;
-    }
-    if (n) {
-        if (tls_conn_encrypt(c->tls, iov, n) != 0) {
-            const char *detail = NULL;
-            tls_conn_error(c->tls, &detail);
-            smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, detail);
-            process_events(c);
-            return;
-        }
-        smtp_client_sent(c->smtp, total);
-    }
-    n = tls_conn_pending_iov(c->tls, 0, iov, OUT_PIECES);
-    if (!n)
-        return;
-    if (c->send_zc_min && iov[0].iov_len >= c->send_zc_min) {
-        /* The ciphertext stays put until consumed, so the kernel may read it
-         * after the send completes, until the notification. */
-        int rc = loop_send_zc(c->loop, c->slot, TAG_SEND_ZC, c->fd, iov[0].iov_base, iov[0].iov_len,
-                              MSG_NOSIGNAL);
-        if (rc == 0) {
-            c->send_plain = 0;
-            c->send_cipher = 1;
-            c->send_pending = 1;
-            c->zc_res = -EINPROGRESS;
-            c->st.sends++;
-            return;
-        }
-        c->send_zc_min = 0; /* the kernel lacks it: copy from now on */
-    }
-    c->send_plain = 0;
-    c->send_cipher = 1;
-    send_iov(c, iov, n, 0);
-}
-
-static void on_sent(struct conn *c, int res)
-{
-    c->send_pending = 0;
-    if (res < 0) {
-        char d[96];
-        snprintf(d, sizeof(d), "send: %s", strerror(-res));
-        if (c->phase == CP_CLOSING) {
-            finish_close(c);
-            return;
-        }
-        smtp_client_abort(c->smtp, SMTP_CLIENT_R_CONNECTION, d);
-        process_events(c);
-        return;
-    }
-    c->st.bytes_sent += (uint64_t)res;
-    if (c->send_cipher)
-        tls_conn_consume_out(c->tls, (size_t)res);
-    else
-        smtp_client_sent(c->smtp, (size_t)res);
-    if (c->phase == CP_CLOSING) {
-        if (smtp_client_output_len(c->smtp) ||
-            (c->tls && !tls_conn_ktls_tx(c->tls) && tls_conn_pending_len(c->tls))) {
-            pump(c);
-        } else if (c->notify_due) {
-            c->notify_due = 0;
-            tls_conn_shutdown(c->tls); /* kTLS: written now; otherwise queued */
-            if (!tls_conn_ktls_tx(c->tls) && tls_conn_pending_len(c->tls))
-                pump(c);
-            else
-                finish_close(c);
-        } else {
-            finish_close(c);
         }
     }
 }
@@ -669,23 +395,23 @@ static void handler(void *ctx, const struct loop_cqe *q)
         on_cipher(c, q);
         break;
     case TAG_SEND:
-        on_sent(c, q->res);
+        conn_on_sent(c, q->res);
         break;
     case TAG_SEND_ZC:
         if (q->flags & LOOP_CQE_F_NOTIF) {
-            on_sent(c, c->zc_res);
+            conn_on_sent(c, c->zc_res);
         } else if (q->res == -EOPNOTSUPP) {
             c->send_zc_min = 0; /* this socket refuses it: nothing was sent */
             c->send_pending = 0;
         } else {
             c->zc_res = q->res;
             if (!(q->flags & LOOP_CQE_F_MORE))
-                on_sent(c, q->res);
+                conn_on_sent(c, q->res);
         }
         break;
     case TAG_SPLICE_IN:
     case TAG_SPLICE_OUT:
-        on_spliced(c, (int)q->tag, q->res);
+        conn_on_spliced(c, (int)q->tag, q->res);
         break;
     case TAG_POLL:
         c->poll_pending = 0;
@@ -693,7 +419,7 @@ static void handler(void *ctx, const struct loop_cqe *q)
             handshake_step(c);
         } else if (c->splice_wait) {
             c->splice_wait = 0;
-            splice_out(c); /* POLLERR or POLLHUP: the splice says what went wrong */
+            conn_splice_out(c); /* POLLERR or POLLHUP: the splice says what went wrong */
         }
         break;
     }
@@ -701,8 +427,8 @@ static void handler(void *ctx, const struct loop_cqe *q)
         c->replies_held = 0;
         drain_tls(c); /* the send is accounted for: its reply may come in */
     }
-    process_events(c);
-    pump(c);
+    conn_process_events(c);
+    conn_pump(c);
     arm_timer(c);
 }
 
@@ -718,7 +444,7 @@ static void on_timer(void *ctx)
     case CP_DEAD:
         return;
     case CP_CLOSING:
-        finish_close(c);
+        conn_finish_close(c);
         return;
     case CP_CONNECTING:
         what = "timeout connecting";
@@ -729,7 +455,7 @@ static void on_timer(void *ctx)
     default:
         if (smtp_client_is_ready(c->smtp) && !txn && c->keepalive_ms) {
             smtp_client_noop(c->smtp);
-            pump(c);
+            conn_pump(c);
             arm_timer(c);
             return;
         }
@@ -743,7 +469,7 @@ static void on_timer(void *ctx)
             what = "timeout waiting for a reply";
     }
     smtp_client_abort(c->smtp, SMTP_CLIENT_R_TIMEOUT, what);
-    process_events(c);
+    conn_process_events(c);
 }
 
 static void arm_timer(struct conn *c)
@@ -796,7 +522,7 @@ static void on_released(void *ctx)
     free(c);
 }
 
-static void finish_close(struct conn *c)
+void conn_finish_close(struct conn *c)
 {
     if (c->phase == CP_DEAD)
         return;
@@ -883,7 +609,7 @@ void conn_flush(struct conn *c)
 {
     if (c->phase == CP_DEAD)
         return;
-    pump(c);
+    conn_pump(c);
     arm_timer(c);
 }
 
@@ -903,10 +629,10 @@ int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const cha
     if (smtp_client_start(c->smtp, txn, err) != 0)
         return -1;
     /* Local refusals (SIZE, 8BITMIME, SMTPUTF8) complete at once. */
-    process_events(c);
+    conn_process_events(c);
     if (more)
         return 0; /* the caller submits the rest, then the burst goes in one send */
-    pump(c);
+    conn_pump(c);
     arm_timer(c);
     return 0;
 }
@@ -922,7 +648,7 @@ void conn_quit(struct conn *c)
         return;
     if (smtp_client_is_ready(c->smtp)) {
         smtp_client_quit(c->smtp);
-        pump(c);
+        conn_pump(c);
         loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
     } else if (smtp_client_current(c->smtp)) {
         c->quit_requested = 1;
@@ -937,11 +663,11 @@ void conn_abort(struct conn *c, enum smtp_client_reason reason, const char *deta
         return;
     if (!c->closed_reported) {
         smtp_client_abort(c->smtp, reason, detail);
-        process_events(c);
+        conn_process_events(c);
     }
     if (!c->closed_reported)
         begin_close(c, reason, detail, NULL);
-    finish_close(c);
+    conn_finish_close(c);
 }
 
 const struct tls_facts *conn_tls_facts(const struct conn *c)
