@@ -154,3 +154,26 @@ def wait_for(cond, timeout=10.0):
             return True
         time.sleep(0.05)
     return cond()
+
+
+def run_case(doc, scope, env_class, failures):
+    """The main() of a test file of cases: argv is BINARY SINK CASE; runs
+    scope["case_" + CASE](env) with env_class(BINARY, SINK), closes the env,
+    and returns the exit status (0, 1 when failures were recorded, 64 for a
+    usage error)."""
+    import sys
+    if len(sys.argv) != 4:
+        print(doc)
+        return 64
+    ringmail, sink, case = sys.argv[1:]
+    fn = scope.get("case_" + case)
+    if not fn:
+        print("unknown case", case)
+        return 64
+    env = env_class(ringmail, sink)
+    try:
+        fn(env)
+    finally:
+        env.close()
+    print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
+    return 1 if failures else 0

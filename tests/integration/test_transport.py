@@ -527,23 +527,5 @@ def case_pool_breaker(env):
     check(stats.get("connections") == 3, "three attempts, then none: %s" % stats)
 
 
-def main():
-    if len(sys.argv) != 4:
-        print(__doc__)
-        return 64
-    ringmail, sink, case = sys.argv[1:]
-    fn = globals().get("case_" + case)
-    if not fn:
-        print("unknown case", case)
-        return 64
-    env = Env(ringmail, sink)
-    try:
-        fn(env)
-    finally:
-        env.close()
-    print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run_case(__doc__, globals(), Env, failures))
