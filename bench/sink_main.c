@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "loop.h"
+#include "sink_bio.h"
 #include "sink_conn.h"
 #include "sink_smtp.h"
 #include "sink_store.h"
@@ -638,6 +639,7 @@ int main(int argc, char **argv)
     close(sw.fd);
     sink_store_close(srv.store);
     SSL_CTX_free(srv.ssl_ctx);
+    sink_bio_cleanup();
     free(st.creds.user);
     free(st.creds.pass);
     free((char *)cfg.inject_after_220);
