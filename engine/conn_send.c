@@ -113,6 +113,12 @@ void conn_on_spliced(struct conn *c, int tag, int res)
     conn_splice_out(c);
 }
 
+/* Plaintext encrypted per send when there is more: a burst of eight 1 MB
+ * bodies encrypted at once left 8 MB of ciphertext for the kernel to copy
+ * from memory, and that copy was a sixth of the sender's CPU. Sixteen full
+ * records, so a slice boundary does not make a short record. */
+#define ENCRYPT_AHEAD (16 * 16384)
+
 void conn_pump(struct conn *c)
 {
     struct smtp_client_out out[OUT_PIECES];
@@ -157,6 +163,17 @@ void conn_pump(struct conn *c)
         return;
     }
     if (n) {
+        /* A large output is encrypted a slice per send, so that the kernel
+         * copies ciphertext still in this core's cache. */
+        size_t budget = ENCRYPT_AHEAD;
+        total = 0;
+        for (i = 0; i < n && budget; i++) {
+            if (iov[i].iov_len > budget)
+                iov[i].iov_len = budget;
+            budget -= iov[i].iov_len;
+            total += iov[i].iov_len;
+        }
+        n = i;
         if (tls_conn_encrypt(c->tls, iov, n) != 0) {
             const char *detail = NULL;
             tls_conn_error(c->tls, &detail);
