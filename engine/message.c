@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__) && !defined(MESSAGE_NO_SIMD)
+#include <emmintrin.h>
+#endif
+
 /* The DATA terminator; the CRLF before it is the last line's own line end. */
 #define TERMINATOR     ".\r\n"
 #define TERMINATOR_LEN 3
@@ -43,23 +47,63 @@ const char *message_strerror(int err)
     return err_names[err];
 }
 
+/*
+ * Length of the run of p[0..n) before the first NUL, CR or LF (n if none).
+ * Sets the high bits of *acc when an octet of the run has bit 7 set, so
+ * the caller learns about 8-bit content without a second pass.
+ *
+ * This is the whole cost of sending a message that is already in wire
+ * form (a scan at intake, and nothing else), so x86-64 gets SSE2 (part
+ * of its baseline): 16 octets per step instead of 8, and three compares
+ * instead of three zero-byte tricks. MESSAGE_NO_SIMD selects the portable
+ * loop, which the fuzz_message_portable target checks on x86-64 too.
+ */
+#if defined(__SSE2__) && !defined(MESSAGE_NO_SIMD)
+static size_t find_special(const unsigned char *p, size_t n, uint64_t *acc)
+{
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+    __m128i bits = zero;
+    size_t i = 0;
+    unsigned high = 0;
+
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+                                   _mm_cmpeq_epi8(v, zero));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m) {
+            unsigned k = (unsigned)__builtin_ctz(m);
+            high |= (unsigned)_mm_movemask_epi8(v) & ((1u << k) - 1);
+            i += k;
+            goto done;
+        }
+        bits = _mm_or_si128(bits, v);
+    }
+    for (; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == '\0' || c == '\r' || c == '\n')
+            break;
+        high |= c & 0x80;
+    }
+done:
+    if (high | (unsigned)_mm_movemask_epi8(bits))
+        *acc |= HIGHS;
+    return i;
+}
+#else
 /* Non-zero bit 7 in every byte of w that is zero (exact for the lowest one). */
 static inline uint64_t zero_bytes(uint64_t w)
 {
     return (w - ONES) & ~w & HIGHS;
 }
 
-/*
- * Length of the run of p[0..n) before the first NUL, CR or LF (n if none).
- * ORs every octet of the run into *acc so the caller learns about 8-bit
- * content without a second pass. memcpy loads keep it alignment-safe; the
- * compiler turns them into plain loads.
- */
 static size_t find_special(const unsigned char *p, size_t n, uint64_t *acc)
 {
     uint64_t bits = 0;
     size_t i = 0;
 
+    /* A word at a time; memcpy loads keep it alignment-safe and the
+     * compiler turns them into plain loads. */
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, p + i, 8);
@@ -76,6 +120,7 @@ static size_t find_special(const unsigned char *p, size_t n, uint64_t *acc)
     *acc |= bits;
     return i;
 }
+#endif
 
 int message_has_8bit(const void *s, size_t len)
 {
