@@ -39,8 +39,9 @@ struct job {
     size_t nrcpts;
     char *relay;
     size_t relay_index;
-    char *message;
+    const char *message; /* in the block, or the caller's data (borrow_data) */
     size_t message_len;
+    struct message_facts bdat; /* data: message_scan as BDAT, from the parse */
     char *message_id;
     int attempt;
     int max_attempts;
@@ -547,7 +548,7 @@ static int envelope(const struct seen *s, const struct job_field *fields, size_t
 
 /* data sent as given: only what makes it unsendable is refused. */
 static int check_data(const struct job_field *f, size_t max_message, struct job_span *msgid,
-                      char *reason, size_t reasonlen)
+                      struct message_facts *out, char *reason, size_t reasonlen)
 {
     struct message_facts facts;
     int rc;
@@ -579,6 +580,7 @@ static int check_data(const struct job_field *f, size_t max_message, struct job_
         return -1;
     }
     *msgid = data_msgid(f->value, f->value_len);
+    *out = facts;
     return 0;
 }
 
@@ -611,6 +613,7 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
     struct job_span id, msgid = {"", 0};
     struct job_build_in in;
     struct job_build_plan plan;
+    struct message_facts bdat;
     size_t max_rcpts, max_message, rcpt_bytes, relay_len, msg_len, total;
     const char *relay;
     char *p;
@@ -627,6 +630,7 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
     max_rcpts = lim->max_rcpts ? lim->max_rcpts : JOB_DEFAULT_MAX_RCPTS;
     max_message = lim->max_message ? lim->max_message : JOB_DEFAULT_MAX_MESSAGE;
     memset(&o, 0, sizeof(o));
+    memset(&bdat, 0, sizeof(bdat));
 
     if (classify(fields, nfields, max_rcpts, &s, reason, reasonlen) < 0)
         return NULL;
@@ -636,7 +640,7 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
         return NULL;
 
     if (s.data) {
-        if (check_data(s.data, max_message, &msgid, reason, reasonlen) < 0)
+        if (check_data(s.data, max_message, &msgid, &bdat, reason, reasonlen) < 0)
             return NULL;
         msg_len = s.data->value_len;
     } else {
@@ -673,7 +677,8 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
         job_reason(reason, reasonlen, "out of memory");
         return NULL;
     }
-    total += msg_len + 1;
+    if (!s.data || !lim->borrow_data)
+        total += msg_len + 1;
     j = malloc(total);
     if (!j) {
         job_reason(reason, reasonlen, "out of memory");
@@ -694,7 +699,8 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
     j->message_len = msg_len;
     if (s.data) {
         j->message_id = put_str(&p, msgid.p, msgid.n);
-        j->message = put_str(&p, s.data->value, msg_len);
+        j->bdat = bdat;
+        j->message = lim->borrow_data ? s.data->value : put_str(&p, s.data->value, msg_len);
     } else {
         j->message_id = p;
         job_build_msgid(&in, &plan, p);
@@ -745,6 +751,11 @@ const char *job_message(const struct job *j, size_t *len)
     if (len)
         *len = j->message_len;
     return j->message;
+}
+
+const struct message_facts *job_message_bdat_facts(const struct job *j)
+{
+    return j->built ? NULL : &j->bdat;
 }
 
 const char *job_message_id(const struct job *j)

@@ -75,6 +75,10 @@ struct job_limits {
     /* Unix seconds; the Date of a built message is the enqueue time (so a
      * resend is byte-identical), and this only when that time is 0. */
     long long now;
+    /* Non-zero: the caller keeps the fields, each value followed by a NUL
+     * octet, until job_free(); a data message is then referenced instead
+     * of copied (a 1 MB message is copied once less). */
+    int borrow_data;
 };
 
 struct job;
@@ -82,8 +86,8 @@ struct job;
 /*
  * Parse and validate one entry. entry_id is Redis's "MS-SEQ". Returns a job
  * that owns copies of everything it needs (the fields may be freed at
- * once), or NULL with a one-line printable ASCII reason in reason[0..
- * reasonlen) ("to #2: no '@' in address", "out of memory"). The reason never
+ * once, unless lim->borrow_data), or NULL with a one-line printable ASCII
+ * reason in reason[0..reasonlen) ("to #2: no '@' in address", "out of memory"). The reason never
  * echoes field values, so nothing a producer sends ends up in a log line.
  */
 struct job *job_parse(const char *entry_id, const struct job_field *fields, size_t nfields,
@@ -100,6 +104,11 @@ size_t job_relay_index(const struct job *j); /* into job_limits.relays */
  * CRLF) for data; never empty, no NUL, every line <= 998 octets, at most
  * max_message octets once normalised. NUL-terminated beyond len. */
 const char *job_message(const struct job *j, size_t *len);
+/* What message_scan() found in a data message as BDAT, while parsing:
+ * a caller need not scan it again (wire_len == len: it goes as it is).
+ * NULL for a built message. */
+struct message_facts;
+const struct message_facts *job_message_bdat_facts(const struct job *j);
 /* "<...>" of the message ("" when data has no Message-ID header). */
 const char *job_message_id(const struct job *j);
 int job_attempt(const struct job *j);

@@ -355,14 +355,20 @@ static int on_prepare(struct pool_job *pj, enum message_encoding enc)
     struct wjob *wj = (struct wjob *)pj;
     size_t len;
     const char *m = job_message(wj->job, &len);
+    const struct message_facts *known = job_message_bdat_facts(wj->job);
+
     free(wj->wire);
     wj->wire = NULL;
     /* For BDAT the wire form differs from the message only by growing
      * (bare CR or LF to CRLF, a final CRLF), so a scan that finds the
      * same length proves them identical: send the message as it is, no
-     * copy (most messages ringmail builds itself). DATA always differs
+     * copy (most messages ringmail builds itself). A data message was
+     * scanned by the parse: no second pass over it. DATA always differs
      * (dot-stuffing, the terminator). */
-    if (enc == MESSAGE_ENC_BDAT && message_scan(m, len, enc, &pj->txn.facts) == 0 &&
+    if (enc == MESSAGE_ENC_BDAT && known)
+        pj->txn.facts = *known;
+    if (enc == MESSAGE_ENC_BDAT &&
+        (known || message_scan(m, len, enc, &pj->txn.facts) == 0) &&
         pj->txn.facts.wire_len == len) {
         pj->txn.body = m;
         pj->txn.body_len = len;
@@ -481,6 +487,7 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
     lim.nrelays = w->nrelays;
     lim.msgid_domain = w->cfg->ehlo_name;
     lim.now = (long long)(wall_ms() / 1000);
+    lim.borrow_data = 1; /* wjob_new's copy lives until wjob_finish() */
     for (i = 0; i < n; i++) {
         struct wjob *wj = wjob_new(w, &e[i]);
         char reason[JOB_REASON_MAX];

@@ -4,7 +4,8 @@
  * builds, byte for byte with a fixed enqueue time and host (text, html,
  * multipart, RFC 2047 subjects, folding, 8-bit and long-line bodies,
  * header overrides); the deterministic Message-ID; data passthrough with
- * its Message-ID found. Every message a job carries must pass message_scan.
+ * its Message-ID found, its BDAT facts handed on, and borrowed instead of
+ * copied when asked. Every message a job carries must pass message_scan.
  */
 #include "check.h"
 #include "job.h"
@@ -30,7 +31,7 @@ static char reason[JOB_REASON_MAX];
 
 static struct job_limits limits(void)
 {
-    struct job_limits l = {0, 0, relays, 2, "mx.example.net", 1700000000};
+    struct job_limits l = {0, 0, relays, 2, "mx.example.net", 1700000000, 0};
     return l;
 }
 
@@ -768,6 +769,23 @@ out:
 }
 
 /* data goes as given; its Message-ID is found for the logs. */
+/* The parse's scan, handed on so the worker need not scan again, is what
+ * message_scan says of the message as BDAT; built messages have none. */
+static void check_bdat_facts(const struct job *j)
+{
+    const struct message_facts *known = job_message_bdat_facts(j);
+    struct message_facts f;
+    size_t len;
+    const char *m = job_message(j, &len);
+
+    CHECK(known != NULL);
+    if (!known)
+        return;
+    CHECK_INT(message_scan(m, len, MESSAGE_ENC_BDAT, &f), 0);
+    CHECK(known->size == f.size && known->wire_len == f.wire_len && known->lines == f.lines);
+    CHECK(known->line_max == f.line_max && known->eightbit == f.eightbit);
+}
+
 static void test_data(void)
 {
     static const struct {
@@ -797,8 +815,42 @@ static void test_data(void)
         CHECK_STR(job_message_id(j), cases[i].msgid);
         m = job_message(j, &len);
         CHECK_MEM(m, len, cases[i].data, strlen(cases[i].data));
+        CHECK(m != cases[i].data); /* a copy: the fields may go */
+        check_bdat_facts(j);
         job_free(j);
     }
+}
+
+/* borrow_data: the message is the caller's value itself, not a copy. */
+static void test_borrow_data(void)
+{
+    static const char crlf[] = "Subject: x\r\n\r\nbody\r\n";
+    static const char lf[] = "Subject: x\n\n\xc3\xa9t\xc3\xa9\n";
+    struct job_field fc[] = {FROM, TO, F("data", crlf)}, fl[] = {FROM, TO, F("data", lf)},
+                     fb[] = {FROM, TO, SUBJ, TEXT};
+    struct job_limits l = limits();
+    struct job *j;
+    size_t len;
+
+    l.borrow_data = 1;
+    j = PARSE(fc, &l);
+    CHECK(j && job_message(j, &len) == fc[2].value && len == sizeof(crlf) - 1);
+    if (j) {
+        check_bdat_facts(j);
+        CHECK(job_message_bdat_facts(j)->wire_len == len); /* sent as it is */
+    }
+    job_free(j);
+    j = PARSE(fl, &l);
+    CHECK(j && job_message(j, &len) == fl[2].value);
+    if (j) {
+        check_bdat_facts(j);
+        CHECK(job_message_bdat_facts(j)->wire_len == len + 3); /* three LF become CRLF */
+        CHECK_INT(job_message_bdat_facts(j)->eightbit, 1);
+    }
+    job_free(j);
+    j = PARSE(fb, &l); /* built: ringmail's own block, and no parse facts */
+    CHECK(j && job_message_bdat_facts(j) == NULL);
+    job_free(j);
 }
 
 int main(void)
@@ -816,5 +868,6 @@ int main(void)
     test_bodies();
     test_deterministic();
     test_data();
+    test_borrow_data();
     return check_done();
 }
