@@ -451,6 +451,8 @@ static void next_read(struct queue *q)
     unsigned n = q->credit < q->cfg.batch ? q->credit : q->cfg.batch, extra = 0;
     int argc = 0;
 
+    if (q->read_max && n > q->read_max)
+        n = q->read_max;
     /* Reads wait for both connections: a job taken while writes cannot go
      * would stall at its first state record. */
     if (q->closing || q->read_inflight || !n || q->state != QUEUE_UP)
@@ -483,6 +485,11 @@ static void next_read(struct queue *q)
     set_clear(&q->fin); /* outcomes confirmed before this read ran before it */
     if (queue_redis_command(q->rd, 0, extra, argc, argv, lens, on_read, q) == 0)
         q->read_inflight = true;
+}
+
+void queue_read_size(struct queue *q, unsigned n)
+{
+    q->read_max = n;
 }
 
 int queue_fetch(struct queue *q, unsigned max)

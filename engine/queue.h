@@ -144,6 +144,14 @@ void queue_free(struct queue *q);
 int queue_fetch(struct queue *q, unsigned max);
 
 /*
+ * Entries one read asks for at most, below the configured batch (0: the
+ * batch). A reply is handed over only once all of it has arrived, so a
+ * caller whose jobs are large keeps each read small: the first jobs go
+ * out while the next read is on its way, instead of after 64 MB of them.
+ */
+void queue_read_size(struct queue *q, unsigned n);
+
+/*
  * The result of a write. status 1: applied; 0: the outcome was not applied
  * because the entry was no longer pending (already finished: a replay after
  * a lost reply, or another consumer finished it); -1: Redis refused it (a

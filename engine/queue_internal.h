@@ -104,6 +104,7 @@ struct queue {
 
     /* Reads. */
     unsigned credit;
+    unsigned read_max; /* queue_read_size(): entries per read, below batch; 0: batch */
     bool read_inflight, need_pending, claim_due;
     int read_kind;
     char pend_cursor[48], claim_cursor[48];

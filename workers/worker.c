@@ -17,6 +17,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -205,6 +206,8 @@ void worker_refill(struct worker *w)
             fit = 1;
         if (fit < room)
             room = (unsigned)fit;
+        fit = (double)WORKER_READ_BYTES / w->avg_job_bytes;
+        queue_read_size(w->q, fit < 1 ? 1 : fit < UINT_MAX ? (unsigned)fit : 0);
     }
     queue_fetch(w->q, room);
 }

@@ -10,6 +10,8 @@
 /* Job bytes a worker holds at most (its reads ask for fewer entries as the
  * average job grows): 64 MiB is 32,000 jobs of 2 KB, but 64 of 1 MB. */
 #define WORKER_INFLIGHT_BYTES ((size_t)64 << 20)
+/* Job bytes one read asks for, about (queue_read_size): 4 of 1 MB. */
+#define WORKER_READ_BYTES ((size_t)4 << 20)
 #include <stdint.h>
 
 #include "loop.h"

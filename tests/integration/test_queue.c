@@ -112,6 +112,29 @@ static long long evalsha_calls(struct server *s)
  * fewer script calls than jobs, every job answered in order with its own
  * result (a replay inside a batch says 0 for that job only), and each
  * one's events and state record written. */
+/* queue_read_size: reads ask for fewer entries than the batch, and the
+ * credit still takes them all, a read after a read. */
+static void test_read_size(void)
+{
+    struct queue_config c = config("t1r", "c1");
+    char ids[10][48];
+    struct got g;
+    struct queue *q;
+
+    c.batch = 8;
+    xadd(&srv, "t1r:jobs", 10, ids);
+    q = start(&c, &g);
+    queue_read_size(q, 3);
+    queue_fetch(q, 100);
+    CHECK(run_until(NULL, &g.n, 10, 3000));
+    run_for(100);
+    CHECK_INT(g.n, 10);
+    CHECK_INT(g.batches, 4); /* 3 + 3 + 3 + 1 */
+    for (int i = 0; i < 10; i++)
+        CHECK_STR(g.id[i], ids[i]);
+    queue_free(q);
+}
+
 static void test_ack_batches(void)
 {
     struct queue_config c = config("tb", "c1");
@@ -623,6 +646,7 @@ int main(void)
         return 1;
     }
     test_fetch_ack();
+    test_read_size();
     test_trim();
     test_ack_batches();
     test_retry_dead();
