@@ -2,8 +2,9 @@
  * queue: life cycle, the two connections, reading jobs, and the in-hand set
  * (see queue.h). Writes are in queue_out.c.
  *
- * Reading is one state machine on the read connection, one command in
- * flight at a time, as the caller's credit allows:
+ * Reading is one state machine on the read connection, as the caller's
+ * credit allows; one command in flight at a time, except that a read of new
+ * entries that found more than it took has a second one behind it:
  *   1. after every (re)connect: this consumer's pending entries, paged
  *      (XREADGROUP ... STREAMS stream <cursor>, from "0"), from_pending = 1;
  *   2. when the claim timer said so: XAUTOCLAIM with its cursor until the
@@ -155,7 +156,7 @@ void queue_entry_finished(struct queue *q, const struct queue_key *k)
     /* The two connections are not ordered with each other: a pending scan
      * or claim in flight may have run in Redis before this outcome and
      * still list the entry. Its reply must not hand it out again. */
-    if (q->read_inflight && q->read_kind != QUEUE_READ_NEW)
+    if (q->reads_inflight && q->read_kind != QUEUE_READ_NEW)
         set_add(&q->fin, k);
 }
 
@@ -299,7 +300,7 @@ static void rd_down(void *owner, const char *why)
 {
     struct queue *q = owner;
 
-    q->read_inflight = false;
+    q->reads_inflight = 0; /* their replies never come: the credit is free again */
     update_state(q, why);
 }
 
@@ -398,8 +399,13 @@ static void on_read(void *priv, redisReply *reply)
     struct queue *q = priv;
     const redisReply *list = NULL;
     int from_pending = q->read_kind != QUEUE_READ_NEW;
+    unsigned asked = 0;
 
-    q->read_inflight = false;
+    if (q->reads_inflight) { /* replies come in the order of the reads */
+        asked = q->asked[0];
+        q->reads_inflight--;
+        memmove(q->asked, q->asked + 1, q->reads_inflight * sizeof(q->asked[0]));
+    }
     if (!reply || q->closing)
         return; /* reading resumes when both connections are up */
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -437,26 +443,40 @@ static void on_read(void *priv, redisReply *reply)
     default:
         if (reply->type != REDIS_REPLY_NIL)
             list = xread_entries(reply);
+        q->read_full = list && asked && list->elements >= asked;
         break;
     }
     deliver(q, list, from_pending);
     next_read(q);
 }
 
-static void next_read(struct queue *q)
+/* Issues one read if the credit and the state allow: 1 when it did. */
+static int read_one(struct queue *q)
 {
     const char *argv[12];
     size_t lens[12];
     char count[16], block[16], idle[16];
-    unsigned n = q->credit < q->cfg.batch ? q->credit : q->cfg.batch, extra = 0;
+    unsigned held = 0, n, extra = 0;
     int argc = 0;
 
+    for (unsigned i = 0; i < q->reads_inflight; i++)
+        held += q->asked[i];
+    n = q->credit > held ? q->credit - held : 0;
+    if (n > q->cfg.batch)
+        n = q->cfg.batch;
     if (q->read_max && n > q->read_max)
         n = q->read_max;
     /* Reads wait for both connections: a job taken while writes cannot go
      * would stall at its first state record. */
-    if (q->closing || q->read_inflight || !n || q->state != QUEUE_UP)
-        return;
+    if (q->closing || !n || q->state != QUEUE_UP)
+        return 0;
+    /* A second read only behind a read of new entries that found more than
+     * it took, for new entries: a blocking read waits alone, and the
+     * pending scan and the claim page with cursors, one at a time. */
+    if (q->reads_inflight &&
+        (q->reads_inflight == QUEUE_READS_MAX || q->read_kind != QUEUE_READ_NEW ||
+         !q->read_full || q->need_pending || q->claim_due))
+        return 0;
     snprintf(count, sizeof(count), "%u", n);
     if (q->need_pending || !q->claim_due) {
         const char *head[] = {"XREADGROUP", "GROUP", q->cfg.group, q->cfg.consumer, "COUNT", count};
@@ -466,7 +486,9 @@ static void next_read(struct queue *q)
             snprintf(block, sizeof(block), "%u", q->cfg.block_ms);
             argv[argc++] = "BLOCK";
             argv[argc++] = block;
-            extra = q->cfg.block_ms;
+            /* Behind another read, its BLOCK may start only when that
+             * one's ends. */
+            extra = q->cfg.block_ms * (q->reads_inflight + 1);
         }
         argv[argc++] = "STREAMS";
         argv[argc++] = q->cfg.stream;
@@ -483,8 +505,16 @@ static void next_read(struct queue *q)
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     set_clear(&q->fin); /* outcomes confirmed before this read ran before it */
-    if (queue_redis_command(q->rd, 0, extra, argc, argv, lens, on_read, q) == 0)
-        q->read_inflight = true;
+    if (queue_redis_command(q->rd, 0, extra, argc, argv, lens, on_read, q) != 0)
+        return 0;
+    q->asked[q->reads_inflight++] = n;
+    return 1;
+}
+
+static void next_read(struct queue *q)
+{
+    while (read_one(q)) {
+    }
 }
 
 void queue_read_size(struct queue *q, unsigned n)

@@ -135,11 +135,12 @@ void queue_free(struct queue *q);
 
 /*
  * The caller can take up to max more entries now (replacing the previous
- * figure; what is delivered counts against it). The queue keeps at most one
- * read in flight, asking for min(max, batch): first its own pending entries
- * (after start and every reconnect), then XAUTOCLAIM when due, else new
- * entries with BLOCK block_ms. 0 stops further reads; a read already in
- * flight may still deliver. Returns 0.
+ * figure; what is delivered counts against it). The queue keeps one read in
+ * flight (two for new entries while the stream has more than a read takes),
+ * each asking for min(max, batch) less what the other holds: first its own
+ * pending entries (after start and every reconnect), then XAUTOCLAIM when
+ * due, else new entries with BLOCK block_ms. 0 stops further reads; a read
+ * already in flight may still deliver. Returns 0.
  */
 int queue_fetch(struct queue *q, unsigned max);
 

@@ -88,6 +88,10 @@ struct queue_op {
     size_t nitems;
 };
 
+/* Reads of new entries in flight at once: the next one is on its way
+ * while the worker handles a reply (a reply is handed over only whole). */
+#define QUEUE_READS_MAX 2
+
 struct queue {
     struct loop *loop;
     struct queue_config cfg; /* strings are our copies */
@@ -105,8 +109,13 @@ struct queue {
     /* Reads. */
     unsigned credit;
     unsigned read_max; /* queue_read_size(): entries per read, below batch; 0: batch */
-    bool read_inflight, need_pending, claim_due;
-    int read_kind;
+    /* Reads in flight, oldest first, and the entries each asked for (the
+     * credit they hold until their reply). Only reads of new entries go
+     * two at a time; a pending scan or a claim goes alone. */
+    unsigned reads_inflight, asked[QUEUE_READS_MAX];
+    bool read_full; /* the last read of new entries got all it asked: more wait */
+    bool need_pending, claim_due;
+    int read_kind; /* of the reads in flight */
     char pend_cursor[48], claim_cursor[48];
     struct loop_timer claim_timer, promote_timer, refresh_timer;
 

@@ -135,6 +135,41 @@ static void test_read_size(void)
     queue_free(q);
 }
 
+/* Two reads of new entries in flight: the second asks only for the credit
+ * the first does not hold, every entry comes once and in order, and an
+ * empty stream gets one blocking read that still delivers what comes. */
+static void test_read_pipelined(void)
+{
+    struct queue_config c = config("t1p", "c1");
+    struct queue_counters cnt;
+    char ids[20][48], late[1][48];
+    struct got g;
+    struct queue *q;
+
+    c.batch = 4;
+    xadd(&srv, "t1p:jobs", 20, ids);
+    q = start(&c, &g);
+    queue_fetch(q, 6); /* 4, then 2: never 4 + 4 */
+    CHECK(run_until(NULL, &g.n, 6, 3000));
+    run_for(200);
+    CHECK_INT(g.n, 6);
+    queue_fetch(q, 100);
+    CHECK(run_until(NULL, &g.n, 20, 3000));
+    run_for(200);
+    CHECK_INT(g.n, 20);
+    for (int i = 0; i < 20; i++)
+        CHECK_STR(g.id[i], ids[i]);
+    CHECK_INT(pending_count(&srv, "t1p:jobs"), 20);
+    xadd(&srv, "t1p:jobs", 1, late);
+    CHECK(run_until(NULL, &g.n, 21, 3000));
+    run_for(200);
+    CHECK_INT(g.n, 21);
+    CHECK_STR(g.id[20], late[0]);
+    queue_counters(q, &cnt);
+    CHECK_INT(cnt.duplicates, 0);
+    queue_free(q);
+}
+
 static void test_ack_batches(void)
 {
     struct queue_config c = config("tb", "c1");
@@ -647,6 +682,7 @@ int main(void)
     }
     test_fetch_ack();
     test_read_size();
+    test_read_pipelined();
     test_trim();
     test_ack_batches();
     test_retry_dead();
