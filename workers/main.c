@@ -69,11 +69,12 @@ int main(int argc, char **argv)
 {
     size_t i;
 
-    /* Ciphertext of a large burst is a chunk of up to 4 MiB (tls_out.c),
-     * freed once sent. With glibc's defaults such chunks come and go by
-     * mmap/munmap or heap trimming, and every page is faulted in and
-     * zeroed again: 30% of the sender's system time at 1 MB messages. Keep
-     * them in the heap, and give memory back only past 64 MiB free. */
+    /* Large buffers come and go per message: the ciphertext of a burst
+     * (tls_out.c), a 1 MB job and its Redis reply. With glibc's defaults
+     * they come and go by mmap/munmap or heap trimming, and every page is
+     * faulted in and zeroed again: 30% of the sender's system time at 1 MB
+     * messages. Keep them in the heap, and give memory back only past
+     * 512 MiB free. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
