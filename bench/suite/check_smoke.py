@@ -108,7 +108,7 @@ def check(res):
         if not pt.get("ok"):
             p.append("%s failed: %s" % (where, pt.get("problems")))
         positive(p, where, pt, ["offered_msg_s", "messages"])
-        for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_p999"):
+        for k in ("latency_ms_p50", "latency_ms_p99", "latency_ms_p999", "recorded_ms_p99"):
             if not isinstance(pt.get(k), int) or pt[k] < 0:
                 p.append("%s: %s is %r" % (where, k, pt.get(k)))
         if pt.get("sink_messages") != pt.get("messages"):
