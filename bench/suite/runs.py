@@ -194,6 +194,7 @@ def drain(ctx, size, count, perf_events=None):
         enqueue_generated(ctx, run, size, count)
     else:
         preload(ctx.redis, run + ctx.run_id, count, body, p)
+    cs0 = ctx.redis.commandstats()
     sink = services.Sink(ctx.sink_bin, ctx.work, run, ctx.pki, ctx.sink_cpu)
     wrap, perf_out = (), None
     if perf_events:
@@ -214,6 +215,7 @@ def drain(ctx, size, count, perf_events=None):
         metrics = engine.metrics()
         cores = meter.busy()
         s1, r1 = sink.cpu(), ctx.redis.cpu()
+        cs1 = ctx.redis.commandstats()
         res["engine_pids"] = len(engine.pids())
     finally:
         engine.stop()
@@ -244,6 +246,14 @@ def drain(ctx, size, count, perf_events=None):
     })
     sink_figures(res, stats, s1 - s0, cores, ctx.sink_cpu, t_seen - engine.t_start, r1 - r0,
                  ctx.redis_cpu == ctx.sink_cpu)
+    # What the drain asked of Redis, per job: calls and the time Redis spent
+    # in each command (INFO commandstats; its own accounting, not the
+    # process's CPU, which adds the network and the event loop).
+    res["redis_per_job"] = {
+        name: {"calls": round((calls - cs0.get(name, (0, 0))[0]) / count, 3),
+               "usec": round((usec - cs0.get(name, (0, 0))[1]) / count, 3)}
+        for name, (calls, usec) in sorted(cs1.items())
+        if calls > cs0.get(name, (0, 0))[0]}
     sender_other(res, cores, ctx.engine_cpu, cpu)
     if perf_events:
         res.update(perf_counts(perf_out, count))

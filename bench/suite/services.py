@@ -74,7 +74,22 @@ class Redis:
     def flush(self):
         c = self.client()
         c.call("FLUSHALL")
+        c.call("CONFIG", "RESETSTAT")
         c.close()
+
+    def commandstats(self):
+        """{command: (calls, usec)} since the last flush (INFO commandstats)."""
+        c = self.client()
+        text = c.call("INFO", "commandstats")
+        c.close()
+        out = {}
+        for line in (text.decode() if isinstance(text, bytes) else text or "").splitlines():
+            if not line.startswith("cmdstat_"):
+                continue
+            name, _, rest = line[len("cmdstat_"):].partition(":")
+            kv = dict(x.split("=", 1) for x in rest.split(",") if "=" in x)
+            out[name] = (int(kv.get("calls", 0)), int(kv.get("usec", 0)))
+        return out
 
     def close(self):
         stop(self.proc)
