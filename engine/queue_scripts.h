@@ -77,18 +77,21 @@ enum queue_script {
  * none), ARGV[3] state TTL (unused), ARGV[4] keep ('0': XDEL the acked entry), then
  * for each job its entry ID, the number of its events and each event as
  * (2 * fields, fields). Per job, as the other outcomes: nothing unless its
- * XACK acknowledges it (then its state record goes). Returns one 1 or 0
- * per job. */
+ * XACK acknowledges it (then its state record goes). The XDEL and the DEL
+ * of the acknowledged go once for the batch at the end: a script is
+ * atomic, so nobody sees the difference, and each redis.call from Lua
+ * costs about a microsecond of Redis's one core. Returns one 1 or 0 per
+ * job. */
 static const char queue_lua_ack[] =
     "local ty = redis.call('TYPE', KEYS[2])['ok']\n"
     "if ty ~= 'none' and ty ~= 'stream' then\n"
     "  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' is not a stream')\n"
     "end\n"
-    "local res, p = {}, 5\n"
+    "local res, p, gone, done = {}, 5, {KEYS[1]}, {}\n"
     "for j = 3, #KEYS do\n"
     "  local id = ARGV[p]\n"
     "  local ok = redis.call('XACK', KEYS[1], ARGV[1], id) == 1\n"
-    "  if ok and ARGV[4] == '0' then redis.call('XDEL', KEYS[1], id) end\n"
+    "  if ok and ARGV[4] == '0' then gone[#gone+1] = id end\n"
     "  local n = tonumber(ARGV[p + 1])\n"
     "  p = p + 2\n"
     "  for _ = 1, n do\n"
@@ -103,9 +106,11 @@ static const char queue_lua_ack[] =
     "    end\n"
     "    p = p + nf + 1\n"
     "  end\n"
-    "  if ok then redis.call('DEL', KEYS[j]) end\n"
+    "  if ok then done[#done+1] = KEYS[j] end\n"
     "  res[#res+1] = ok and 1 or 0\n"
     "end\n"
+    "if #gone > 1 then redis.call('XDEL', unpack(gone)) end\n"
+    "if #done > 0 then redis.call('DEL', unpack(done)) end\n"
     "return res\n";
 
 /* ARGV[6] delay ms, ARGV[7] the member, ARGV[8..] the events. */
