@@ -103,6 +103,22 @@ static void check_same(const struct job *a, const struct job *b)
     ASSERT(job_ignored_fields(a) == job_ignored_fields(b));
 }
 
+/* A data job hands on its parse's scan: what message_scan says as BDAT. */
+static void check_bdat_facts(const struct job *j)
+{
+    const struct message_facts *k = job_message_bdat_facts(j);
+    struct message_facts f;
+    size_t len;
+    const char *m = job_message(j, &len);
+
+    ASSERT(!k == !!job_built(j));
+    if (!k)
+        return;
+    ASSERT(message_scan(m, len, MESSAGE_ENC_BDAT, &f) == 0);
+    ASSERT(k->size == f.size && k->wire_len == f.wire_len && k->lines == f.lines);
+    ASSERT(k->line_max == f.line_max && k->eightbit == f.eightbit && k->bad_line == 0);
+}
+
 static void check_reason(const char *reason)
 {
     size_t n = strlen(reason);
@@ -125,9 +141,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     flags = data[0];
-    copy = malloc(size);
+    /* One octet more, a NUL: every value is then NUL-terminated, as
+     * borrow_data requires of its caller. */
+    copy = malloc(size + 1);
     ASSERT(copy);
     memcpy(copy, data, size);
+    copy[size] = '\0';
     /* Split into tokens; pair them as name, value (a trailing name has ""). */
     while (pos <= size && nf < MAX_FIELDS) {
         const char *nul = memchr(copy + pos, '\0', size - pos);
@@ -160,14 +179,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lim.nrelays = 1 + (flags >> 4 & 1) + (flags >> 5 & 1);
     lim.msgid_domain = flags & 8 ? NULL : "mx.example.net";
     lim.now = 1795872600;
+    lim.borrow_data = 0;
     {
         const char *entry = flags & 0x40 ? "0-1" : "1795872600000-0";
+        struct job_limits borrow = lim;
+        /* The same job whether it copies the data or borrows it. */
+        borrow.borrow_data = 1;
         a = job_parse(entry, fields, nf, &lim, reason, sizeof(reason));
-        b = job_parse(entry, fields, nf, &lim, reason2, sizeof(reason2));
+        b = job_parse(entry, fields, nf, &borrow, reason2, sizeof(reason2));
         ASSERT(!a == !b);
         if (a) {
             check_job(a, &lim);
+            check_job(b, &borrow);
             check_same(a, b);
+            check_bdat_facts(a);
+            check_bdat_facts(b);
             ASSERT(strcmp(reason, "ok") == 0);
         } else {
             check_reason(reason);
