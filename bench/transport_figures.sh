@@ -13,7 +13,11 @@ count=${COUNT:-100000}
 conns=${CONNECTIONS:-32}
 idle=${IDLE:-10000}
 work=$(mktemp -d /tmp/ringmail-figures.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+sink_pid=
+# The sink by its PID: dash's $(jobs -p) runs in a subshell and lists
+# nothing, which left the last sink running after the script.
+trap '[ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj "/CN=figures CA" -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
