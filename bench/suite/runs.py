@@ -146,6 +146,15 @@ def wait_events(redis, engine, count, timeout, progress, label=""):
         c.close()
 
 
+def engine_outcomes(redis, stats, expected):
+    """After a `ringmail run`: its events and the sink's statistics against
+    what it should have delivered. (events, delivered, kTLS messages,
+    problems)."""
+    ev = read_events(redis)
+    delivered, ktls, bad = summarise_events(ev, expected)
+    return ev, delivered, ktls, bad + sink_check(stats, expected)
+
+
 def summarise_events(ev, expected):
     delivered = sum(1 for e in ev if e[2] == "delivered")
     other = {}
@@ -220,9 +229,7 @@ def drain(ctx, size, count, perf_events=None):
     finally:
         engine.stop()
         stats = sink.stop()
-    ev = read_events(ctx.redis)
-    delivered, ktls_msgs, bad = summarise_events(ev, count)
-    bad += sink_check(stats, count)
+    ev, delivered, ktls_msgs, bad = engine_outcomes(ctx.redis, stats, count)
     first = min(e[0] for e in ev) if ev else 0
     last = max(e[0] for e in ev) if ev else 0
     seconds = max(last / 1000.0 - engine.t_start, 0.001)
@@ -397,9 +404,7 @@ def open_loop(ctx, size, rate, duration):
     finally:
         engine.stop()
         stats = sink.stop()
-    ev = read_events(ctx.redis)
-    delivered, ktls_msgs, bad = summarise_events(ev, total)
-    bad += sink_check(stats, total)
+    ev, delivered, ktls_msgs, bad = engine_outcomes(ctx.redis, stats, total)
     # Two clocks, both from the same machine's wall time in ms: the worker's
     # at the 250 (the event's latency_ms: enqueue to 250, what the target
     # names) and Redis's when the outcome was written (the events entry ID:
