@@ -36,7 +36,7 @@
 #include <time.h>
 
 #include "metrics_internal.h"
-#include "tls.h"
+#include "tls_facts.h"
 
 const uint64_t metrics_bucket_le_us[METRICS_NBUCKETS] = {
     1000,     2500,      5000,      10000,      25000,       50000,    100000,
