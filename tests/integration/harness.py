@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import client_wire
+
 
 class Sink:
     """ringmail-sink on 127.0.0.1, port chosen by the kernel."""
@@ -60,17 +62,24 @@ class Sink:
 
 
 class RecordingProxy:
-    """Forwards 127.0.0.1:port to the upstream port and records every byte
-    the client sends, so a test can prove what crossed the wire in clear."""
+    """Forwards 127.0.0.1:port to the upstream port and records, for the
+    whole life of each connection, every octet either side sends, in the
+    order the proxy saw them, so a test can prove what crossed the wire in
+    clear (violations(): the rules are client_wire's). implicit: the client
+    speaks TLS from its first octet (port 465 style)."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, implicit=False):
         self.upstream = upstream_port
+        self.implicit = implicit
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.streams = []  # one bytearray per connection, client -> server
+        self.logs = []     # per connection: [(who, bytes)], who "c" or "s"
+        self.readers = []  # per connection: the thread reading the client
+        self.socks = []
         self.lock = threading.Lock()
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -82,49 +91,88 @@ class RecordingProxy:
             except OSError:
                 return
             u = socket.create_connection(("127.0.0.1", self.upstream))
-            rec = bytearray()
+            rec, log = bytearray(), []
+            reader = threading.Thread(target=self._pipe, args=(c, u, "c", rec, log), daemon=True)
             with self.lock:
                 self.streams.append(rec)
-            threading.Thread(target=self._pipe, args=(c, u, rec), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, None), daemon=True).start()
+                self.logs.append(log)
+                self.readers.append(reader)
+                self.socks += [c, u]
+            reader.start()
+            threading.Thread(target=self._pipe, args=(u, c, "s", None, log), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst, rec):
+    def _pipe(self, src, dst, who, rec, log):
+        forward = True
         try:
             while True:
                 b = src.recv(65536)
                 if not b:
                     break
-                if rec is not None:
-                    rec.extend(b)
-                dst.sendall(b)
+                # Logged before it is forwarded: the other side's answer
+                # to these octets is always logged after them.
+                with self.lock:
+                    log.append((who, b))
+                    if rec is not None:
+                        rec.extend(b)
+                if forward:
+                    try:
+                        dst.sendall(b)
+                    except OSError:
+                        forward = False  # the peer is gone; keep recording the sender
         except OSError:
             pass
-        for s in (dst, src):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        # Half-close: the other direction goes on, so whatever the client
+        # sends after the server has closed is still recorded and checked.
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
-    def plaintext(self):
-        """What each connection sent before its first TLS record: everything
-        up to the first byte 0x16 that follows "STARTTLS\\r\\n" (or the
-        start, for implicit TLS)."""
-        out = []
+    def wait_ended(self, timeout=10.0):
+        """True once every client has closed its side (its stream is whole)."""
+        end = time.time() + timeout
         with self.lock:
-            for rec in self.streams:
-                data = bytes(rec)
-                i = data.find(b"STARTTLS\r\n")
-                if i < 0:
-                    j = data.find(b"\x16\x03")
-                    out.append(data if j < 0 else data[:j])
-                else:
-                    out.append(data[:i + len(b"STARTTLS\r\n")])
+            readers = list(self.readers)
+        for t in readers:
+            t.join(max(0.0, end - time.time()))
+        return not any(t.is_alive() for t in readers)
+
+    def _checked(self, timeout):
+        ended = self.wait_ended(timeout)
+        with self.lock:
+            logs = [list(log) for log in self.logs]
+            alive = [t.is_alive() for t in self.readers]
+        out = []
+        for i, log in enumerate(logs):
+            clear, bad = client_wire.check(log, self.implicit)
+            if not ended and alive[i]:
+                bad = bad + ["connection %d: the client had not closed after %.0f s, so its "
+                             "stream was not checked to the end" % (i, timeout)]
+            out.append((clear, bad))
         return out
+
+    def plaintext(self, timeout=10.0):
+        """What each connection sent before its TLS began (all of it where
+        TLS never began)."""
+        return [clear for clear, _ in self._checked(timeout)]
+
+    def violations(self, timeout=10.0):
+        """Every breach of client_wire's rules, "connection N: what"; empty
+        when each client's whole stream kept to them."""
+        return ["connection %d: %s" % (i, v)
+                for i, (_, bad) in enumerate(self._checked(timeout)) for v in bad]
 
     def close(self):
         self.stopping = True
         self.sock.close()
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 def run(argv, timeout=300):

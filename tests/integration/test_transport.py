@@ -193,7 +193,7 @@ def case_concurrent_500(env):
 # ---- refusals: reason class, exit 76, and nothing in plaintext -------------
 
 def refused(env, sink, reason, *extra, ca="root", implicit=False):
-    proxy = harness.RecordingProxy(sink.port)
+    proxy = harness.RecordingProxy(sink.port, implicit=implicit)
     args = list(extra) + (["--implicit-tls"] if implicit else [])
     rc, out = env.send(proxy.port, *args, auth=True, ca=ca)
     print(out)
@@ -206,6 +206,8 @@ def refused(env, sink, reason, *extra, ca="root", implicit=False):
         for secret in (b"MAIL FROM", b"RCPT TO", b"rcpt@example.net", BODY_MARK, b"AUTH",
                        B64_PLAIN.encode(), B64_USER.encode(), B64_PASS.encode(), PASSWORD.encode()):
             check(secret not in clear, "%r crossed the wire in plaintext: %r" % (secret, clear))
+    for bad in proxy.violations():  # every octet the client sent, to the end
+        check(False, "client stream: " + bad)
     proxy.close()
     stats = sink.stop()
     check(stats.get("messages") == 0, "the sink accepted %s messages" % stats.get("messages"))
