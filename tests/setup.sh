@@ -1,12 +1,25 @@
 #!/bin/sh
-# Installs what ringmail needs to build and test on Debian 12 (run as root).
-# Idempotent: apt-get skips what is already there.
+# Installs everything ringmail needs to build and to run every test on
+# Debian 12 (run as root). Under CI=true a test that finds something missing
+# fails instead of skipping (tests/skip.py, skip.sh, check_skip), so what a
+# test looks for must be here. Idempotent: apt-get skips what is there.
+#   build: build-essential cmake pkg-config clang libclang-rt-14-dev (libFuzzer,
+#     sanitizers) libssl-dev liburing-dev libhiredis-dev libyaml-dev libmicrohttpd-dev
+#   openssl: the test PKI (pki.py), s_client (test_sink.sh, probe tests)
+#   redis-server redis-tools: test_queue, engine_*, bench_smoke, vm_ktls (redis-cli)
+#   prometheus: promtool (test_metrics, deploy_*, engine_metrics_scrape) and the
+#     server engine_metrics_scrape scrapes through
+#   python3 python3-yaml: the Python tests; PyYAML for deploy_kubernetes, deploy_dashboard
+#   postfix: the Postfix probe and transport tests (private instances)
+#   systemd: systemd-analyze for deploy_systemd (only the package: it does not
+#     become init, which is systemd-sysv, and starts nothing in a container)
+#   qemu-system-x86 busybox-static: vm_ktls (its kernel comes from apt-get download)
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liburing-dev libhiredis-dev libyaml-dev python3
-  redis-server prometheus python3-yaml libmicrohttpd-dev postfix
-  qemu-system-x86 busybox-static"
+  redis-server redis-tools prometheus python3-yaml libmicrohttpd-dev postfix
+  systemd qemu-system-x86 busybox-static"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

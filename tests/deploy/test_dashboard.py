@@ -2,10 +2,14 @@
 """Checks deploy/grafana/ringmail-dashboard.json: valid JSON, a Grafana
 dashboard (schemaVersion, a ${datasource} variable of type prometheus, a
 relay variable), unique panel ids, every panel with a datasource and
-targets, and every PromQL expression naming only ringmail's metrics (the
-list below, the one the metrics endpoint serves). Where promtool is
-installed, every expression is also parsed by it (as a recording rule).
-  python3 tests/deploy/test_dashboard.py
+targets, and every PromQL expression naming only metrics the engine serves;
+the same for every expression of the alert rules and every series of their
+unit tests (deploy/prometheus/). What the engine serves is read from the
+code's own output: METRICS_EXPOSITION (metrics_exposition, built with the
+tests) prints the exposition metrics_render writes, every family present.
+Every dashboard expression is also parsed by promtool (as a recording rule);
+without promtool that part is a note, or a failure under CI=true.
+  python3 tests/deploy/test_dashboard.py build/tests/metrics_exposition
 """
 import json
 import os
@@ -17,25 +21,17 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "ringmail-dashboard.json")
+RULES = os.path.join(ROOT, "deploy", "prometheus", "ringmail.rules.yml")
+RULES_TEST = os.path.join(ROOT, "deploy", "prometheus", "ringmail.rules.test.yml")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from skip import missing, skip  # noqa: E402  (tests/skip.py)
 
-METRICS = {
-    "ringmail_connection_info", "ringmail_connection_messages_total",
-    "ringmail_connection_sent_bytes_total", "ringmail_connection_errors_total",
-    "ringmail_connection_handshake_seconds", "ringmail_connection_session_resumed",
-    "ringmail_connection_peer_cert_not_after_seconds", "ringmail_connection_age_seconds",
-    "ringmail_messages_total", "ringmail_tls_handshakes_total", "ringmail_tls_failures_total",
-    "ringmail_delivery_latency_seconds", "ringmail_smtp_transaction_duration_seconds",
-    "ringmail_queue_length", "ringmail_queue_pending", "ringmail_retry_set_size",
-    "ringmail_dead_letter_length", "ringmail_redis_errors_total", "ringmail_worker_restarts_total",
-    "ringmail_relay_verified_connections", "ringmail_relay_connections",
-    "ringmail_relay_ktls_connections", "ringmail_relay_ktls_expected",
-    "ringmail_kernel_tls_tx_sw_current", "ringmail_kernel_tls_rx_sw_current",
-    "ringmail_ktls_count_mismatch", "ringmail_up", "ringmail_build_info",
-}
-HISTOGRAMS = {"ringmail_delivery_latency_seconds", "ringmail_smtp_transaction_duration_seconds"}
-ALLOWED = set(METRICS)
-for h in HISTOGRAMS:
-    ALLOWED |= {h + "_bucket", h + "_sum", h + "_count"}
+METRICS = set()  # families, from the exposition's "# TYPE" lines
+ALLOWED = set()  # the sample names they serve (a histogram's _bucket, _sum, _count)
+# Series Prometheus adds itself to every scrape (an alert on the target
+# being down needs "up").
+PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
+                  "scrape_samples_post_metric_relabeling", "scrape_series_added"}
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
             "unless", "bool", "offset", "inf", "nan", "atan2"}
 
@@ -77,7 +73,63 @@ def grafana_to_promql(expr):
     return re.sub(r"\$\{?\w+\}?", ".*", e)
 
 
+def served(program):
+    """The families and sample names in the exposition program prints."""
+    r = subprocess.run([program], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (program, r.returncode, r.stderr))
+    families = {}
+    for m in re.finditer(r"^# TYPE (\S+) (\S+)$", r.stdout, re.M):
+        families[m.group(1)] = m.group(2)
+    samples = set()
+    for name, kind in families.items():
+        samples |= ({name + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else
+                    {name + s for s in ("", "_sum", "_count")} if kind == "summary" else {name})
+    seen = set(re.findall(r"^([A-Za-z_:][\w:]*)(?:\{| )", r.stdout, re.M))
+    return families, samples, seen
+
+
+def check_names(where, names):
+    unknown = names - ALLOWED - PROMETHEUS_OWN
+    check(names and not unknown, "%s: metrics %s%s" % (
+        where, sorted(names), " not served by the engine: %s" % sorted(unknown) if unknown else ""))
+
+
+def check_rules():
+    """Every alert or recording rule's expression and every input series of
+    the rule tests names only served metrics."""
+    try:
+        import yaml
+    except ImportError:
+        skip("PyYAML is not installed (Debian: python3-yaml; tests/setup.sh installs it)")
+    with open(RULES, encoding="utf-8") as f:
+        rules = yaml.safe_load(f)
+    n = 0
+    for g in rules.get("groups", []):
+        for r in g.get("rules", []):
+            n += 1
+            check_names("rule %s" % (r.get("alert") or r.get("record")), metric_names(r["expr"]))
+    check(n > 0, "%d rules in ringmail.rules.yml" % n)
+    with open(RULES_TEST, encoding="utf-8") as f:
+        tests = yaml.safe_load(f)
+    for i, t in enumerate(tests.get("tests", [])):
+        for s in t.get("input_series", []):
+            # Another program's series (a test's bystander) cannot be our typo.
+            name = re.match(r"[A-Za-z_:][\w:]*", s["series"]).group(0)
+            if name.startswith("ringmail_"):
+                check(name in ALLOWED, "rule test %d: input series %s is served" % (i, name))
+
+
 def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 64
+    families, samples, seen = served(sys.argv[1])
+    METRICS.update(families)
+    ALLOWED.update(samples)
+    check(len(families) >= 20 and seen <= ALLOWED, "the exposition: %d families, samples %s" % (
+        len(families), "all typed" if seen <= ALLOWED else "untyped: %s" % sorted(seen - ALLOWED)))
+    check_rules()
     try:
         with open(DASHBOARD, encoding="utf-8") as f:
             dash = json.load(f)
@@ -128,11 +180,7 @@ def main():
             if not check(bool(expr.strip()), title + " " + str(t.get("refId")) + ": expr"):
                 continue
             exprs.append(expr)
-            names = metric_names(expr)
-            unknown = names - ALLOWED
-            check(names and not unknown, "%s %s: metrics %s%s" % (
-                title, t.get("refId"), sorted(names),
-                " unknown: %s" % sorted(unknown) if unknown else ""))
+            check_names("%s %s" % (title, t.get("refId")), metric_names(expr))
     wanted = ["ringmail_messages_total", "histogram_quantile", "ringmail_connection_info",
               "tls_version", "cipher", "ringmail_connection_peer_cert_not_after_seconds",
               "ringmail_relay_ktls_connections", "ringmail_queue_length",
@@ -154,8 +202,8 @@ def main():
             r = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True)
             check(r.returncode == 0, "promtool parses all %d expressions%s" % (
                 len(exprs), "" if r.returncode == 0 else ":\n" + r.stdout + r.stderr))
-    else:
-        print("note: promtool not installed, expressions not parsed")
+    elif missing("promtool is not installed (tests/setup.sh installs it): expressions not parsed"):
+        check(False, "promtool parses the expressions: promtool is not installed")
 
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

@@ -7,9 +7,13 @@ import signal
 import socket
 import subprocess
 import threading
+import sys
 import time
 
 import client_wire
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from skip import missing, skip  # noqa: E402,F401  (tests/skip.py, for every test here)
 
 
 class Sink:

@@ -659,10 +659,8 @@ int main(void)
     char cmd[128];
 
     signal(SIGPIPE, SIG_IGN);
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-        printf("skip: redis-server is not installed (tests/setup.sh installs it)\n");
-        return 77;
-    }
+    if (system("command -v redis-server >/dev/null 2>&1") != 0)
+        return check_skip("redis-server is not installed (tests/setup.sh installs it)");
     if (!mkdtemp(tmpl)) {
         perror("mkdtemp");
         return 1;

@@ -12,11 +12,9 @@
 set -u
 SINK=${1:?usage: test_sink.sh /path/to/ringmail-sink}
 PY=/usr/bin/python3
+. "$(dirname "$0")/../skip.sh"
 for tool in openssl "$PY" timeout; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "SKIP: $tool is missing (tests/setup.sh installs it)"
-        exit 77
-    fi
+    command -v "$tool" >/dev/null 2>&1 || skip "$tool is missing (tests/setup.sh installs it)"
 done
 
 T=$(mktemp -d /tmp/ringmail-sink-test.XXXXXX)
@@ -64,8 +62,7 @@ start_sink() {
         grep -q '^listening ' "$T/$name.out" 2>/dev/null && break
         if ! kill -0 "$PID" 2>/dev/null; then
             if grep -q 'io_uring' "$T/$name.err"; then
-                echo "SKIP: the kernel refuses io_uring here: $(cat "$T/$name.err")"
-                exit 77
+                skip "the kernel refuses io_uring here: $(cat "$T/$name.err")"
             fi
             echo "FAIL: sink $name did not start:"
             cat "$T/$name.err"

@@ -8,7 +8,8 @@ console; this script decides.
 usage: test_ktls_vm.py RINGMAIL SINK TEST_LOOP [--no-figures] [--cache DIR] [--keep]
 
 Exit 0: every check passed; 1: a check failed or never reported; 77: the
-guest cannot run here (no qemu, no kernel package), with the reason.
+guest cannot run here (no qemu, no kernel package), with the reason; under
+CI=true that is a failure instead (tests/skip.py), as kTLS has no other proof.
 Figures from the guest come from an emulated CPU: they show the direction
 of kTLS's effect on the sender's CPU time, never real speed.
 """
@@ -26,6 +27,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import vm_image  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, ".."))
+from skip import skip  # noqa: E402  (tests/skip.py: under CI=true a skip fails)
 import pki  # noqa: E402
 
 # Sizes of the batches: TCG runs maybe 20-50x slower than the host, and the
@@ -163,15 +166,13 @@ def main():
 
     for tool in ("qemu-system-x86_64", "busybox", "redis-server", "redis-cli"):
         if not shutil.which(tool):
-            print("SKIP: %s is not installed (sh tests/setup.sh installs it)" % tool)
-            return 77
+            skip("%s is not installed (sh tests/setup.sh installs it)" % tool)
     t0 = time.monotonic()
     os.makedirs(a.cache, exist_ok=True)
     try:
         vmlinuz, moddir = vm_image.fetch_kernel(a.cache)
     except vm_image.Unavailable as e:
-        print("SKIP: %s" % e)
-        return 77
+        skip(str(e))
     work = tempfile.mkdtemp(prefix="ringmail-vm-")
     params = dict(PARAMS, FIGURES=0 if a.no_figures else 1)
     files = guest_files(work)
@@ -187,8 +188,7 @@ def main():
     try:
         mods = vm_image.build_initramfs(initrd, moddir, binaries, files)
     except vm_image.Unavailable as e:
-        print("SKIP: %s" % e)
-        return 77
+        skip(str(e))
     print("guest: %s, initramfs %.1f MiB, modules: %s (built in %.1f s)" % (
         os.path.basename(vmlinuz), os.path.getsize(initrd) / 1048576, " ".join(mods),
         time.monotonic() - t0), flush=True)
