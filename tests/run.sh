@@ -3,7 +3,8 @@
 #   tests/run.sh                 everything (unit, integration, security, fuzz, vm)
 #   tests/run.sh -L unit         any ctest arguments narrow the run
 # Environment: BUILD_DIR (default build), CC (default clang, which the
-# libFuzzer targets need), CI=true turns warnings into errors.
+# libFuzzer targets need), CI=true turns warnings into errors and makes any
+# test that would skip (exit 77: a tool missing) fail instead (tests/skip.py).
 set -eu
 cd "$(dirname "$0")/.."
 sh tests/setup.sh
