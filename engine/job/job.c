@@ -11,7 +11,6 @@
  */
 #include "job.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,13 +20,7 @@
 
 #include "job_internal.h"
 #include "message.h"
-
-/* RFC 5321 4.5.3.1: 64 for the local part, 255 for the domain, and a path
- * of 256 octets with its angle brackets. */
-#define LOCAL_MAX   64
-#define DOMAIN_MAX  255
-#define LABEL_MAX   63
-#define ADDRESS_MAX 254
+#include "smtp_syntax.h"
 
 /* Year 9999 ends here: beyond, a Date header cannot be written. */
 #define UNIX_MAX_S 253402300799LL
@@ -64,182 +57,17 @@ void job_reason(char *reason, size_t reasonlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The job's names are checked by the engine's one validator of each
+ * (smtp_syntax), the one the SMTP client applies too: a job accepted here is
+ * never refused by the client, and the other way round. */
 int job_utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t k;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return 0; /* continuation octet, C0/C1 overlong lead, or > U+10FFFF */
-        }
-        if (n - i - 1 < k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = cp << 6 | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
-static int is_alnum(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/* RFC 5322 atext, which RFC 5321's Dot-string uses. */
-static int is_atext(unsigned char c)
-{
-    return is_alnum(c) || (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
+    return smtp_syntax_utf8_valid(s, n);
 }
 
 const char *job_check_domain(const char *d, size_t n, int allow_utf8)
 {
-    size_t label = 0;
-
-    if (n == 0)
-        return "empty domain";
-    if (n > DOMAIN_MAX)
-        return "domain longer than 255 octets";
-    for (size_t i = 0; i <= n; i++) {
-        unsigned char c = i < n ? (unsigned char)d[i] : '.';
-
-        if (c == '.') {
-            if (label == 0)
-                return "empty domain label";
-            if (label > LABEL_MAX)
-                return "domain label longer than 63 octets";
-            /* RFC 5321 sub-domain: Let-dig [Ldh-str], so no '-' at either end. */
-            if (d[i - label] == '-' || d[i - 1] == '-')
-                return "domain label starts or ends with '-'";
-            label = 0;
-            continue;
-        }
-        if (!is_alnum(c) && c != '-' && !(allow_utf8 && c >= 0x80))
-            return c == ' ' || c == '\t' ? "space outside a quoted local part"
-                                         : "invalid character in domain";
-        label++;
-    }
-    return NULL;
-}
-
-/* RFC 5321 address-literal: IPv4 or "IPv6:"; General-address-literal has no
- * registered tags in use, so it is refused. */
-static const char *check_address_literal(const char *d, size_t n)
-{
-    char buf[ADDRESS_MAX + 1];
-    unsigned char addr[16];
-
-    if (n < 3 || d[n - 1] != ']' || n - 2 > ADDRESS_MAX)
-        return "invalid address literal";
-    memcpy(buf, d + 1, n - 2);
-    buf[n - 2] = '\0';
-    if (strncasecmp(buf, "IPv6:", 5) == 0)
-        return inet_pton(AF_INET6, buf + 5, addr) == 1 ? NULL : "invalid address literal";
-    /* inet_pton's AF_INET is exactly four decimal octets, as Snum wants. */
-    return inet_pton(AF_INET, buf, addr) == 1 ? NULL : "invalid address literal";
-}
-
-/*
- * An RFC 5321 Mailbox (RFC 6531 with 8-bit octets): NULL when a is valid,
- * else why not. The checks run in a fixed order so the reason is stable:
- * injection first, then lengths, then syntax.
- */
-static const char *check_address(const char *a, size_t n, int *utf8)
-{
-    size_t i = 0, local_len;
-    int eight = 0;
-
-    if (n == 0)
-        return "empty address";
-    for (size_t k = 0; k < n; k++) {
-        unsigned char c = (unsigned char)a[k];
-        if (c == '\r' || c == '\n' || c == '\0')
-            return "CR, LF or NUL in address";
-    }
-    for (size_t k = 0; k < n; k++) {
-        unsigned char c = (unsigned char)a[k];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return "control character in address";
-        if (c == '<' || c == '>')
-            return "'<' or '>' in address (give the bare address)";
-        eight |= c >= 0x80;
-    }
-    if (eight && !job_utf8_valid((const unsigned char *)a, n))
-        return "address is not valid UTF-8";
-    if (n > ADDRESS_MAX)
-        return "address longer than 254 octets";
-    if (!memchr(a, '@', n))
-        return "no '@' in address";
-
-    if (a[0] == '"') {
-        /* Quoted-string: qtextSMTP or a quoted-pair of a printable. */
-        for (i = 1; i < n && a[i] != '"'; i++) {
-            unsigned char c = (unsigned char)a[i];
-            if (c == '\\') {
-                if (++i == n)
-                    break;
-                c = (unsigned char)a[i];
-                if (c < 0x20 || c > 0x7e)
-                    return "invalid character in quoted local part";
-                continue;
-            }
-            if (c < 0x20)
-                return "invalid character in quoted local part";
-        }
-        if (i >= n)
-            return "unterminated quoted local part";
-        i++;
-        if (i == n || a[i] != '@')
-            return "invalid character in local part";
-        local_len = i;
-    } else {
-        /* Dot-string: atoms of atext (or UTF-8) joined by single dots. */
-        for (i = 0; a[i] != '@'; i++) {
-            unsigned char c = (unsigned char)a[i];
-            if (c == ' ' || c == '\t')
-                return "space outside a quoted local part";
-            if (c == '.') {
-                if (i == 0 || a[i - 1] == '.' || a[i + 1] == '@')
-                    return "misplaced '.' in local part";
-                continue;
-            }
-            if (!is_atext(c) && c < 0x80)
-                return "invalid character in local part";
-        }
-        local_len = i;
-        if (local_len == 0)
-            return "empty local part";
-    }
-    if (local_len > LOCAL_MAX)
-        return "local part longer than 64 octets";
-    i = local_len + 1;
-    *utf8 |= eight;
-    if (i < n && a[i] == '[')
-        return check_address_literal(a + i, n - i);
-    return job_check_domain(a + i, n - i, 1);
+    return smtp_syntax_domain(d, n, allow_utf8);
 }
 
 /* Decimal digits only, no sign: 0 and *out, or -1 (syntax) / -2 (> max). */
@@ -529,7 +357,7 @@ static int envelope(const struct seen *s, const struct job_field *fields, size_t
 
     *utf8 = 0;
     *rcpt_bytes = 0;
-    if (s->from->value_len > 0 && (why = check_address(s->from->value, s->from->value_len, utf8))) {
+    if (s->from->value_len > 0 && (why = smtp_syntax_mailbox(s->from->value, s->from->value_len, utf8))) {
         job_reason(reason, reasonlen, "from: %s", why);
         return -1;
     }
@@ -537,7 +365,7 @@ static int envelope(const struct seen *s, const struct job_field *fields, size_t
         if (!JOB_NAME_IS(&fields[i], "to"))
             continue;
         k++;
-        if ((why = check_address(fields[i].value, fields[i].value_len, utf8))) {
+        if ((why = smtp_syntax_mailbox(fields[i].value, fields[i].value_len, utf8))) {
             job_reason(reason, reasonlen, "to #%zu: %s", k, why);
             return -1;
         }

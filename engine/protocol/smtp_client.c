@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "smtp_syntax.h"
+
 static const char *const reason_names[SMTP_CLIENT_R_COUNT] = {
     "none",          "protocol",          "greeting",  "ehlo",
     "no-starttls",   "starttls-rejected", "injection", "auth",
@@ -270,23 +272,6 @@ void smtp_client_txn_done(struct smtp_client *c, int clean)
 
 /* ---- input validation -------------------------------------------------- */
 
-static const char *check_ehlo_name(const char *s)
-{
-    size_t n = s ? strlen(s) : 0, i;
-    if (n == 0)
-        return "EHLO name is empty";
-    if (n > EHLO_NAME_MAX)
-        return "EHLO name is longer than 255 octets";
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        /* A domain or an address literal ("[192.0.2.1]", "[IPv6:...]"). */
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '.' || ch == '[' || ch == ']' || ch == ':'))
-            return "EHLO name contains a character that is not allowed in a domain";
-    }
-    return NULL;
-}
-
 static const char *check_b64(const char *s)
 {
     if (!s)
@@ -297,31 +282,17 @@ static const char *check_b64(const char *s)
     return NULL;
 }
 
-/* An address must not be able to change the command it goes into. */
+/* An address must not be able to change the command it goes into, and
+ * must be one the job parser accepts too: both ask smtp_syntax. "" is the
+ * null reverse path, for MAIL FROM only. */
 const char *smtp_client_check_addr(const char *a, int null_ok)
 {
-    size_t n = a ? strlen(a) : 0, i;
-    int quoted = 0;
+    int utf8 = 0;
     if (!a)
         return "address is missing";
-    if (n == 0)
+    if (!*a)
         return null_ok ? NULL : "recipient address is empty";
-    if (n > ADDR_MAX)
-        return "address is longer than 254 octets";
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)a[i];
-        if (ch == '\r' || ch == '\n' || ch < 0x20 || ch == 0x7f)
-            return "address contains CR, LF or another control character";
-        if (ch == '"' && (i == 0 || a[i - 1] != '\\'))
-            quoted = !quoted;
-        if (!quoted && (ch == '<' || ch == '>'))
-            return "address contains '<' or '>'";
-        if (!quoted && ch == ' ')
-            return "address contains a space outside a quoted local part";
-    }
-    if (quoted)
-        return "address has an unterminated quoted string";
-    return NULL;
+    return smtp_syntax_mailbox(a, strlen(a), &utf8);
 }
 
 /* ---- life cycle ------------------------------------------------------- */
@@ -344,7 +315,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg, const 
     int oom = 0;
     unsigned depth;
 
-    e = check_ehlo_name(cfg->ehlo_name);
+    e = smtp_syntax_ehlo_name(cfg->ehlo_name);
     if (!e && cfg->tls_mode != SMTP_CLIENT_STARTTLS && cfg->tls_mode != SMTP_CLIENT_IMPLICIT_TLS)
         e = "TLS mode must be starttls or implicit";
     if (!e &&

@@ -13,10 +13,6 @@
  * body piece; a few more for RSET, NOOP or QUIT. */
 #define SEG_MAX(depth) (2 * (size_t)(depth) + 4)
 #define OBUF_FLOOR 256
-/* RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets. */
-#define ADDR_MAX 254
-/* RFC 5321 4.5.3.1.2: a domain is at most 255 octets. */
-#define EHLO_NAME_MAX 255
 
 enum smtp_client_state {
     ST_GREETING = 1,

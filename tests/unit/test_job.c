@@ -853,6 +853,26 @@ static void test_borrow_data(void)
     job_free(j);
 }
 
+/* The parser and the SMTP client share one address validator
+ * (smtp_syntax): an escaped quote leaves a quoted local part open, a
+ * quoted backslash before the closing quote does not. */
+static void test_quoted_agreement(void)
+{
+    struct job_limits l = limits();
+    struct job_field bad[] = {FROM, F("to", "\"a\\\"@example.com"), SUBJ, TEXT};
+    struct job_field good[] = {FROM, F("to", "\"a\\\\\"@example.com"), SUBJ, TEXT};
+    struct job *j;
+    size_t n;
+
+    CHECK(PARSE(bad, &l) == NULL);
+    CHECK_STR(reason, "to #1: unterminated quoted local part");
+    j = PARSE(good, &l);
+    CHECK(j != NULL);
+    if (j)
+        CHECK_STR(job_rcpts(j, &n)[0], "\"a\\\\\"@example.com");
+    job_free(j);
+}
+
 int main(void)
 {
     test_defaults();
@@ -869,5 +889,6 @@ int main(void)
     test_deterministic();
     test_data();
     test_borrow_data();
+    test_quoted_agreement();
     return check_done();
 }

@@ -83,6 +83,10 @@ static void to_ready(struct h *h, const char *post_tls_ehlo)
     to_ready_depth(h, post_tls_ehlo, 0);
 }
 
+#define EHLO_BAD_CHAR                                                                              \
+    "EHLO name contains a character that is not allowed in a domain (letters, digits, '-' and "   \
+    "'.'; no '_')"
+
 static void test_config_refusals(void)
 {
     struct smtp_client_config cfg = {0};
@@ -92,9 +96,9 @@ static void test_config_refusals(void)
         const char *want;
     } names[] = {
         {"", "EHLO name is empty"},
-        {"host\r\nMAIL FROM:<x>", "EHLO name contains a character that is not allowed in a domain"},
-        {"host name", "EHLO name contains a character that is not allowed in a domain"},
-        {"h\x01", "EHLO name contains a character that is not allowed in a domain"},
+        {"host\r\nMAIL FROM:<x>", EHLO_BAD_CHAR},
+        {"host name", EHLO_BAD_CHAR},
+        {"h\x01", EHLO_BAD_CHAR},
     };
     size_t i;
     char longname[300];
@@ -138,12 +142,12 @@ static void test_txn_refusals(void)
         const char *to;
         const char *want;
     } cases[] = {
-        {"a@x\r\nRCPT TO:<evil@x>", "b@y", "address contains CR, LF or another control character"},
-        {"a@x", "b@y\nDATA", "address contains CR, LF or another control character"},
-        {"a@x>", "b@y", "address contains '<' or '>'"},
-        {"a@x", "<b@y", "address contains '<' or '>'"},
-        {"a b@x", "b@y", "address contains a space outside a quoted local part"},
-        {"\"a", "b@y", "address has an unterminated quoted string"},
+        {"a@x\r\nRCPT TO:<evil@x>", "b@y", "CR, LF or NUL in address"},
+        {"a@x", "b@y\nDATA", "CR, LF or NUL in address"},
+        {"a@x>", "b@y", "'<' or '>' in address (give the bare address)"},
+        {"a@x", "<b@y", "'<' or '>' in address (give the bare address)"},
+        {"a b@x", "b@y", "space outside a quoted local part"},
+        {"\"a@x", "b@y", "unterminated quoted local part"},
         {"a@x", "", "recipient address is empty"},
     };
     size_t i;
@@ -178,7 +182,7 @@ static void test_txn_refusals(void)
         t.body_len = sizeof(body) - 1;
         t.results = res;
         CHECK_INT(smtp_client_start(h.c, &t, &err), -1);
-        CHECK_STR(err, "address is longer than 254 octets");
+        CHECK_STR(err, "address longer than 254 octets");
         rcpts[0] = "b@y";
         t.nrcpt = 0;
         CHECK_INT(smtp_client_start(h.c, &t, &err), -1);
@@ -452,6 +456,60 @@ static void test_names(void)
     CHECK_STR(smtp_client_event_name(SMTP_CLIENT_EV_NEED_TLS), "need-tls");
 }
 
+/* The client checks envelopes and EHLO names with the validators the job
+ * parser and check-config use (smtp_syntax): an RFC 5321 quoted-pair
+ * before the closing quote is valid, a name with '_' or no '@' is not. */
+static void test_shared_validators(void)
+{
+    static const char body[] = "hi\r\n.\r\n";
+    static const struct {
+        const char *to;
+        const char *want; /* NULL: accepted */
+    } cases[] = {
+        {"\"a\\\\\"@example.com", NULL}, /* "a\\"@example.com: a quoted backslash */
+        {"\"a b\"@example.com", NULL},
+        {"a@[192.0.2.1]", NULL},
+        {"\"a\\\"@example.com", "unterminated quoted local part"}, /* "a\"@example.com */
+        {"postmaster", "no '@' in address"},
+        {"a..b@example.com", "misplaced '.' in local part"},
+        {"a@x_y.example", "invalid character in domain"},
+        {"a@[192.0.2.300]", "invalid address literal"},
+    };
+    struct smtp_client_config cfg = {0};
+    struct smtp_client_rcpt_result res[1];
+    const char *err;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct h h;
+        const char *rcpts[1] = {cases[i].to};
+        struct smtp_client_txn t = {0};
+        to_ready(&h, EHLO_TLS);
+        t.from = "s@example.org";
+        t.rcpts = rcpts;
+        t.nrcpt = 1;
+        t.body = body;
+        t.body_len = sizeof(body) - 1;
+        t.results = res;
+        err = NULL;
+        CHECK_INT(smtp_client_start(h.c, &t, &err), cases[i].want ? -1 : 0);
+        if (cases[i].want)
+            CHECK_STR(err, cases[i].want);
+        smtp_client_free(h.c);
+    }
+    cfg.tls_mode = SMTP_CLIENT_STARTTLS;
+    cfg.ehlo_name = "mail_1.example.com";
+    err = NULL;
+    CHECK(smtp_client_new(&cfg, &err) == NULL);
+    CHECK_STR(err, EHLO_BAD_CHAR);
+    cfg.ehlo_name = "mail.-example.com";
+    CHECK(smtp_client_new(&cfg, &err) == NULL);
+    CHECK_STR(err, "EHLO name has a label that starts or ends with '-'");
+    cfg.ehlo_name = "[300.0.0.1]";
+    CHECK(smtp_client_new(&cfg, &err) == NULL);
+    CHECK_STR(err, "EHLO name is not a valid address literal ([192.0.2.1] or [IPv6:2001:db8::1])");
+}
+
 int main(void)
 {
     test_config_refusals();
@@ -463,5 +521,6 @@ int main(void)
     test_reuse_many();
     test_pipelined_txns();
     test_names();
+    test_shared_validators();
     return check_done();
 }
