@@ -6,11 +6,11 @@ client must be flagged, each good one must pass.
 usage: test_proxy.py SINK
 """
 import os
+import shutil
 import socket
 import ssl
 import sys
 import tempfile
-import shutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
