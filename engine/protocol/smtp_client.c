@@ -242,8 +242,19 @@ void smtp_client_check_oom(struct smtp_client *c)
         smtp_client_fail(c, SMTP_CLIENT_R_LOCAL, NULL, "out of memory queueing a command", 0);
 }
 
+void smtp_client_send_quit(struct smtp_client *c)
+{
+    c->st = ST_QUIT;
+    smtp_client_out_cmd(c, "QUIT", NULL, NULL, NULL);
+}
+
+/* Idle and in step: READY, or the QUIT that was asked for meanwhile. */
 void smtp_client_ready(struct smtp_client *c)
 {
+    if (c->quit_due) {
+        smtp_client_send_quit(c);
+        return;
+    }
     c->st = ST_READY;
     smtp_client_push_event(c, SMTP_CLIENT_EV_READY);
 }
@@ -261,7 +272,9 @@ void smtp_client_txn_done(struct smtp_client *c, int clean)
         c->unclean = 1;
     if (c->qcount)
         return;
-    if (!c->unclean) {
+    if (!c->unclean || c->quit_due) {
+        /* No RSET needed in front of a QUIT. */
+        c->unclean = 0;
         smtp_client_ready(c);
     } else {
         c->unclean = 0;
@@ -398,6 +411,10 @@ int smtp_client_is_421(const struct smtp_reply *r)
 
 static void send_ehlo(struct smtp_client *c)
 {
+    if (c->quit_due) { /* asked to close while the session was being set up */
+        smtp_client_send_quit(c);
+        return;
+    }
     c->st = ST_EHLO;
     smtp_client_out_cmd(c, "EHLO ", c->ehlo_name, NULL, NULL);
 }
@@ -448,12 +465,16 @@ static void on_ehlo(struct smtp_client *c, const struct smtp_reply *r)
                              1);
             return;
         }
+        if (c->quit_due) {
+            smtp_client_send_quit(c);
+            return;
+        }
         /* STARTTLS goes alone: nothing may follow it in its group. */
         c->st = ST_STARTTLS;
         smtp_client_out_cmd(c, "STARTTLS", NULL, NULL, NULL);
         return;
     }
-    if (c->plain_b64)
+    if (c->plain_b64 && !c->quit_due)
         start_auth(c);
     else
         smtp_client_ready(c);
@@ -461,7 +482,13 @@ static void on_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 
 static void on_starttls(struct smtp_client *c, const struct smtp_reply *r)
 {
-    if (r->code == 220) {
+    if (r->code == 220 && smtp_client_output_len(c)) {
+        /* Our STARTTLS has not (wholly) left yet, so this 220 answers
+         * nothing we said: a reply injected ahead of it (in the read that
+         * carried the EHLO reply). Never start TLS on it. */
+        smtp_client_fail(c, SMTP_CLIENT_R_INJECTION, NULL,
+                         "a 220 arrived before our STARTTLS was sent (response injection)", 0);
+    } else if (r->code == 220) {
         c->st = ST_TLS_WAIT;
         smtp_client_push_event(c, SMTP_CLIENT_EV_NEED_TLS);
     } else if (smtp_client_is_421(r)) {
@@ -697,10 +724,57 @@ int smtp_client_noop(struct smtp_client *c)
 
 int smtp_client_quit(struct smtp_client *c)
 {
-    if (c->st != ST_READY)
+    switch (c->st) {
+    case ST_READY:
+        c->quit_due = 1;
+        smtp_client_send_quit(c);
+        return c->oom ? -1 : 0;
+    case ST_QUIT:
+    case ST_CLOSED:
+    case ST_FAILED:
         return -1;
-    c->st = ST_QUIT;
-    return smtp_client_out_cmd(c, "QUIT", NULL, NULL, NULL);
+    default:
+        /* A command or transaction is in flight (or the handshake): its
+         * reply comes first; smtp_client_ready() and the set-up steps say
+         * QUIT in place of what would follow. */
+        c->quit_due = 1;
+        return 0;
+    }
+}
+
+int smtp_client_quitting(const struct smtp_client *c)
+{
+    return c->st == ST_QUIT || (c->quit_due && c->st != ST_CLOSED && c->st != ST_FAILED);
+}
+
+static int has_text(const struct smtp_reply *r, const char *needle)
+{
+    size_t n = strlen(needle), i, k;
+    for (i = 0; i + n <= r->text_len; i++) {
+        for (k = 0; k < n; k++) {
+            char ch = r->text[i + k];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if (ch != needle[k])
+                break;
+        }
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+int smtp_client_is_session_limit(const struct smtp_reply *r)
+{
+    if (r->code == 421)
+        return 1;
+    if (r->code < 400 || r->code >= 500)
+        return 0;
+    /* To MAIL, X.5.3 can only be about messages: recipients are not named
+     * yet (RFC 3463 defines it as "too many recipients"). */
+    if (r->code == 452 && strcmp(r->enhanced, "4.5.3") == 0)
+        return 1;
+    return has_text(r, "too many messages") || has_text(r, "too many mails");
 }
 
 enum message_encoding smtp_client_body_encoding(const struct smtp_client *c)
@@ -724,6 +798,8 @@ static int can_pipeline_txns(const struct smtp_client *c)
 
 unsigned smtp_client_can_start(const struct smtp_client *c)
 {
+    if (c->quit_due)
+        return 0;
     if (c->st == ST_READY)
         return can_pipeline_txns(c) ? c->depth : 1;
     /* Not behind one that already failed: it still owes us an RSET. */

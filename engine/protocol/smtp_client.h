@@ -95,6 +95,11 @@ struct smtp_client_txn {
     size_t delivered; /* recipients delivered */
     int body_started; /* the first body byte was handed to the caller for sending */
     int body_sent;    /* every body byte (and the terminator) was sent */
+    /* The server refused it for the session, not for itself: a 421, or
+     * "too many messages" (452 4.5.3) to its MAIL. Nothing of it was
+     * accepted; its results are temporary with that reply, and it may go
+     * on a fresh connection. The session then ends with QUIT. */
+    int retry_elsewhere;
 };
 
 #define SMTP_CLIENT_DEPTH_MAX 32
@@ -230,8 +235,21 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *txn, const 
 
 /* Keepalive (only when READY): READY follows a 250. */
 int smtp_client_noop(struct smtp_client *c);
-/* Polite close (only when READY): CLOSED follows. */
+/*
+ * Polite close: QUIT now when READY; otherwise as soon as the session is in
+ * step and idle (after the commands and transactions in flight are
+ * answered, or in place of the next command of a session being set up,
+ * after the TLS handshake if one was asked for). No new transaction starts
+ * meanwhile. CLOSED follows. -1 when the session is already over or
+ * ending (QUIT sent, failed, closed).
+ */
 int smtp_client_quit(struct smtp_client *c);
+/* QUIT is sent or due: its reply (or the close) is what is awaited. */
+int smtp_client_quitting(const struct smtp_client *c);
+/* A reply to MAIL that says the session may carry no more transactions:
+ * 421, 452 with 4.5.3, or a 4yz whose text says "too many messages" or
+ * "too many mails" (OpenSMTPD's max-mails, Gmail, Microsoft). */
+int smtp_client_is_session_limit(const struct smtp_reply *r);
 
 int smtp_client_is_ready(const struct smtp_client *c);
 int smtp_client_tls_active(const struct smtp_client *c);

@@ -90,6 +90,7 @@ struct smtp_client {
     int lockstep;   /* no PIPELINING: one command per round trip */
     int bdat;       /* CHUNKING: the body goes as one BDAT LAST chunk */
     int oom;        /* queueing output failed: the session cannot go on */
+    int quit_due;   /* QUIT at the next point where the session is in step and idle */
 };
 
 /* The oldest transaction in flight (valid while qcount > 0). */
@@ -115,6 +116,7 @@ void smtp_client_fail(struct smtp_client *c, enum smtp_client_reason reason,
                       const struct smtp_reply *r, const char *detail, int quit);
 void smtp_client_check_oom(struct smtp_client *c);
 void smtp_client_ready(struct smtp_client *c);
+void smtp_client_send_quit(struct smtp_client *c);
 void smtp_client_txn_done(struct smtp_client *c, int clean);
 int smtp_client_is_421(const struct smtp_reply *r);
 const char *smtp_client_check_addr(const char *a, int null_ok);

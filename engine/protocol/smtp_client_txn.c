@@ -45,6 +45,13 @@ static void on_mail_reply(struct smtp_client *c, struct smtp_client_inflight *f,
     struct smtp_client_txn *t = f->txn;
     f->mail_due = 0;
     f->mail_ok = r->code >= 200 && r->code < 300;
+    if (!f->mail_ok && smtp_client_is_session_limit(r)) {
+        /* "Too many messages": the session is spent, the transaction is
+         * not. Its other replies are still read (the session stays in
+         * step), then QUIT; the caller may send it again elsewhere. */
+        t->retry_elsewhere = 1;
+        c->quit_due = 1;
+    }
     if (!f->mail_ok) {
         /* Every recipient shares the sender's fate. */
         smtp_client_settle_pending(t, smtp_client_outcome_of(r->code), SMTP_CLIENT_R_NONE, r->code,
@@ -131,7 +138,15 @@ void smtp_client_on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
     struct smtp_client_txn *t = f->txn;
 
     if (smtp_client_is_421(r)) {
-        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, 0);
+        /* In place of the head's MAIL (or of the RSET in front of it) the
+         * server closes: nothing in flight was accepted (those behind it
+         * have had no reply at all), so each may go on a fresh connection.
+         * QUIT politely; the server is closing anyway. */
+        int before_mail = f->phase == PH_ENVELOPE && f->mail_due;
+        size_t i;
+        for (i = 0; before_mail && i < c->qcount; i++)
+            c->q[(c->qhead + i) % c->depth].txn->retry_elsewhere = 1;
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, r, NULL, before_mail);
         return;
     }
     if (f->rset_due) {
@@ -224,6 +239,7 @@ int smtp_client_start(struct smtp_client *c, struct smtp_client_txn *t, const ch
     memset(t->results, 0, t->nrcpt * sizeof(*t->results));
     t->accepted = t->delivered = 0;
     t->body_started = t->body_sent = 0;
+    t->retry_elsewhere = 0;
     c->lockstep = !(c->pipelining_allowed && (c->caps.ext & SMTP_EXT_PIPELINING));
 
     utf8 = is_8bit_str(t->from);

@@ -16,7 +16,8 @@
  *   T: ok | T: fail REASON               the caller's TLS handshake result
  *   X: eof | X: abort REASON             the transport's report
  *   C: TEXT   expected client line;      E: ...  expected event
- *             (TXN_DONE lists each recipient's outcome/code/enhanced code)
+ *             (TXN_DONE lists each recipient's outcome/code/enhanced code, then
+ *             "(retry elsewhere)" when the server refused it for the session)
  * TEXT takes C escapes (\r \n \t \\ \xNN). Consecutive S lines are one read.
  *
  * Every transcript runs twice: each read fed whole, then one byte at a
@@ -245,6 +246,9 @@ static void trace_results(char *buf, size_t cap, const struct smtp_client_txn *t
                               smtp_client_outcome_name(r->outcome), r->code,
                               r->enhanced[0] ? r->enhanced : "-");
     }
+    /* Refused for the session, not for itself: the caller may send it again. */
+    if (t->retry_elsewhere && n < cap)
+        snprintf(buf + n, cap - n, " (retry elsewhere)");
 }
 
 static void start_next(struct run *rn)

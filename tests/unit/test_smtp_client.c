@@ -3,6 +3,7 @@
  * would corrupt a command, caller-facing flags and output pieces, idle-time
  * commands, and connection reuse over many transactions.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -296,6 +297,92 @@ static void test_idle_commands(void)
     smtp_client_free(h.c);
 }
 
+/* A close asked for while the session is busy is a QUIT once it is idle
+ * and in step again, never a reset: after a NOOP's reply, in place of the
+ * next command of a session being set up, and not at all once it failed. */
+static void test_quit_when_busy(void)
+{
+    struct smtp_client_config cfg = {0};
+    const char *err = NULL;
+    struct h h;
+
+    to_ready(&h, EHLO_TLS);
+    CHECK_INT(smtp_client_noop(h.c), 0);
+    flush(&h);
+    clear(&h);
+    CHECK_INT(smtp_client_quit(h.c), 0);
+    CHECK(smtp_client_quitting(h.c));
+    CHECK_INT(smtp_client_can_start(h.c), 0);
+    CHECK_INT((long)smtp_client_output_len(h.c), 0); /* NOOP's reply first */
+    feed(&h, "250 2.0.0 Ok\r\n");
+    CHECK_INT((long)h.nev, 0); /* no READY: nobody may start a transaction */
+    CHECK_STR(h.out, "QUIT\r\n");
+    feed(&h, "221 2.0.0 Bye\r\n");
+    CHECK(h.nev == 1 && h.ev[0].type == SMTP_CLIENT_EV_CLOSED);
+    CHECK_INT(smtp_client_quit(h.c), -1);
+    smtp_client_free(h.c);
+
+    /* Before the greeting: QUIT instead of EHLO. */
+    memset(&h, 0, sizeof(h));
+    cfg.ehlo_name = "client.test";
+    cfg.tls_mode = SMTP_CLIENT_STARTTLS;
+    h.c = smtp_client_new(&cfg, &err);
+    CHECK_INT(smtp_client_quit(h.c), 0);
+    feed(&h, "220 mx.test ESMTP\r\n");
+    CHECK_STR(h.out, "QUIT\r\n");
+    feed(&h, "221 Bye\r\n");
+    CHECK(h.nev == 1 && h.ev[0].type == SMTP_CLIENT_EV_CLOSED);
+    smtp_client_free(h.c);
+
+    /* During the handshake: QUIT (over TLS) instead of the second EHLO. */
+    memset(&h, 0, sizeof(h));
+    h.c = smtp_client_new(&cfg, &err);
+    feed(&h, "220 mx.test ESMTP\r\n");
+    feed(&h, "250-mx.test\r\n250 STARTTLS\r\n");
+    feed(&h, "220 go\r\n");
+    clear(&h);
+    CHECK_INT(smtp_client_quit(h.c), 0);
+    smtp_client_tls_done(h.c, 1, SMTP_CLIENT_R_NONE, NULL);
+    flush(&h);
+    CHECK_STR(h.out, "QUIT\r\n");
+    smtp_client_free(h.c);
+
+    /* A broken session is not QUIT: there is nothing to say it to. */
+    to_ready(&h, EHLO_TLS);
+    smtp_client_abort(h.c, SMTP_CLIENT_R_TIMEOUT, "timeout");
+    CHECK_INT(smtp_client_quit(h.c), -1);
+    CHECK_INT((long)smtp_client_output_len(h.c), 0);
+    smtp_client_free(h.c);
+}
+
+static void test_session_limit(void)
+{
+    static const struct {
+        int code;
+        const char *enhanced, *text;
+        int want;
+    } cases[] = {
+        {452, "4.5.3", "4.5.3 Too many messages sent", 1},       /* OpenSMTPD max-mails */
+        {421, "4.7.0", "4.7.0 Try again later, closing", 1},     /* any 421 */
+        {450, "", "Too many mails in this session", 1},          /* text, any case */
+        {451, "4.7.0", "4.7.0 too MANY messages, slow down", 1}, /* text, any case */
+        {451, "4.7.1", "4.7.1 Greylisted, try again later", 0},  /* per transaction */
+        {452, "4.3.1", "4.3.1 Insufficient system storage", 0},
+        {552, "5.5.3", "5.5.3 Too many messages", 0}, /* permanent stays permanent */
+        {250, "2.1.0", "2.1.0 too many messages ok", 0},
+    };
+    size_t i;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct smtp_reply r;
+        memset(&r, 0, sizeof(r));
+        r.code = cases[i].code;
+        snprintf(r.enhanced, sizeof(r.enhanced), "%s", cases[i].enhanced);
+        r.text = cases[i].text;
+        r.text_len = strlen(cases[i].text);
+        CHECK_INT(smtp_client_is_session_limit(&r), cases[i].want);
+    }
+}
+
 static void test_abort_in_flight(void)
 {
     struct h h;
@@ -517,6 +604,8 @@ int main(void)
     test_flags_and_pieces();
     test_caps_forgotten();
     test_idle_commands();
+    test_quit_when_busy();
+    test_session_limit();
     test_abort_in_flight();
     test_reuse_many();
     test_pipelined_txns();
