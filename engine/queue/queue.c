@@ -716,6 +716,7 @@ struct queue *queue_new(struct loop *loop, const struct queue_config *cfg,
     q->user = user;
     q->state = QUEUE_DOWN;
     snprintf(q->maxlen, sizeof(q->maxlen), "%llu", (unsigned long long)q->cfg.events_maxlen);
+    snprintf(q->deadmax, sizeof(q->deadmax), "%llu", (unsigned long long)q->cfg.dead_maxlen);
     snprintf(q->ttl, sizeof(q->ttl), "%u", q->cfg.state_ttl);
     strcpy(q->keep, q->cfg.keep_acked ? "1" : "0");
     strcpy(q->pend_cursor, "0");
@@ -724,6 +725,7 @@ struct queue *queue_new(struct loop *loop, const struct queue_config *cfg,
     loop_timer_init(&q->promote_timer, on_promote_timer, q);
     loop_timer_init(&q->reaper, on_reaper, q);
     loop_timer_init(&q->refresh_timer, on_refresh_timer, q);
+    loop_timer_init(&q->stuck_timer, queue_fallback_timer, q);
 
     rc.host = q->cfg.host;
     rc.port = q->cfg.port;
@@ -768,6 +770,7 @@ static void teardown(struct queue *q)
     loop_timer_disarm(q->loop, &q->claim_timer);
     loop_timer_disarm(q->loop, &q->refresh_timer);
     loop_timer_disarm(q->loop, &q->promote_timer);
+    loop_timer_disarm(q->loop, &q->stuck_timer);
     /* Their pending callbacks run now with NULL replies and see closing. */
     queue_redis_free(q->rd);
     queue_redis_free(q->cmd);
@@ -813,4 +816,9 @@ void queue_counters(const struct queue *q, struct queue_counters *out)
 size_t queue_outbox_len(const struct queue *q)
 {
     return q->out_len + q->nacks;
+}
+
+size_t queue_stuck(const struct queue *q)
+{
+    return q->cnt.stuck;
 }

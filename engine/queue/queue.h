@@ -77,6 +77,7 @@ struct queue_config {
      * ("hostname:pid:worker-N"). Required. */
     const char *consumer;
     uint64_t events_maxlen;     /* XADD MAXLEN ~ on events; 0: never trim (as config.h) */
+    uint64_t dead_maxlen;       /* XADD MAXLEN ~ on the dead-letter stream; 0: never trim */
     unsigned batch;             /* most entries one read asks for (default 256) */
     unsigned block_ms;          /* XREADGROUP BLOCK (default 1000) */
     unsigned claim_min_idle_ms; /* XAUTOCLAIM min-idle (default 600000): above the slowest send */
@@ -156,8 +157,21 @@ void queue_read_size(struct queue *q, unsigned n);
  * The result of a write. status 1: applied; 0: the outcome was not applied
  * because the entry was no longer pending (already finished: a replay after
  * a lost reply, or another consumer finished it); -1: Redis refused it (a
- * wrong key type, a script error: logged). Writes are retried across
- * reconnects until one of these.
+ * wrong key type, an ACL NOPERM, a script error: logged). Writes are
+ * retried across reconnects until one of these; a "later" reply (LOADING,
+ * BUSY, READONLY, OOM, ...) or a lost connection is such a retry, paced by
+ * the reconnect backoff, never a -1.
+ *
+ * An outcome (ack, retry, dead) refused with -1 is not dropped: its entry
+ * would stay pending with its data-sent record and be sent again once
+ * XAUTOCLAIM takes it back. An ack batch refused as a whole is split and
+ * each job written alone, so one bad job cannot take the others with it;
+ * a job whose own outcome is refused gets -1, and the queue then
+ * dead-letters it with a bounded entry (entry, id, outcome, reason: the
+ * Redis error) and no event (queue_fallback.c). Should even that be
+ * refused, the entry stays in hand ("stuck": never redelivered by this
+ * process, its idle time refreshed) and the dead letter is tried again
+ * with backoff (1 s doubling to 60 s) until Redis takes it.
  */
 typedef void queue_done_fn(void *arg, int status);
 
@@ -189,6 +203,10 @@ struct queue_outcome {
     size_t nevent_list;
     int no_event;
     uint64_t delay_ms; /* retry: due this long after now by Redis's clock */
+    /* The job's id field for a dead letter written in place of a refused
+     * outcome (NULL: the job's "id" field, else none). At most 200 octets
+     * are kept. */
+    const char *job_id;
 };
 
 /*
@@ -255,12 +273,21 @@ struct queue_counters {
     uint64_t duplicates;                     /* pending entries skipped because in hand */
     uint64_t acked, retried, dead, replayed; /* replayed: status 0 */
     uint64_t write_errors;                   /* status -1 */
+    /* Outcome writes (per job) that failed: transient (a "later" reply, a
+     * connection lost with it in flight: re-sent) and permanent (refused:
+     * split, dead-lettered or stuck); jobs dead-lettered because their own
+     * outcome was refused; jobs stuck in hand now (even that refused). */
+    uint64_t outcome_transient, outcome_permanent, outcome_dead_letters;
+    size_t stuck;
     uint64_t connects;                       /* connections that reached ready, both links */
     uint64_t connect_attempts;
     uint64_t timeouts; /* connections dropped for a late reply */
 };
 void queue_counters(const struct queue *q, struct queue_counters *out);
-/* Writes waiting or in flight. */
+/* Writes waiting or in flight (the stuck dead letters waiting for their
+ * next try are not among them: see queue_stuck()). */
 size_t queue_outbox_len(const struct queue *q);
+/* Entries in hand whose outcome and dead letter Redis refused (stuck). */
+size_t queue_stuck(const struct queue *q);
 
 #endif

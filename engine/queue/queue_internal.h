@@ -33,16 +33,22 @@ enum queue_op_kind {
     QUEUE_OP_PROMOTE = 6,
     QUEUE_OP_STATS = 7,
     QUEUE_OP_XACK = 8, /* cleanup of a pending entry whose content was deleted */
+    QUEUE_OP_LAST_DEAD = 9, /* the bounded dead letter of a job whose outcome was refused */
 };
+
+/* The most of a job id a fallback dead letter keeps (job.h's JOB_ID_MAX). */
+#define QUEUE_JOB_ID_MAX 200
 
 /* One job of an ack batch: who to tell, and the entry leaving the in-hand set. */
 struct queue_ack_item {
     queue_done_fn *done;
     void *arg;
     struct queue_key key;
+    const char *job_id; /* into the pending ack's data; "" when none */
 };
 
-/* An ack waiting for the batch in flight: its arguments, copied. */
+/* An ack waiting for the batch in flight, then part of it until its reply
+ * (a refused batch is split into these): its arguments, copied. */
 struct queue_pending_ack {
     struct queue_pending_ack *next;
     struct queue_ack_item item;
@@ -84,8 +90,10 @@ struct queue_op {
     void *arg;
     struct queue_key key; /* the entry leaving the in-hand set (ack, retry, dead) */
     bool has_key;
-    struct queue_ack_item *items; /* QUEUE_OP_ACK: the batch's jobs, in ARGV order */
+    struct queue_pending_ack *acks; /* QUEUE_OP_ACK: the batch's jobs, in ARGV order */
     size_t nitems;
+    char *job_id;    /* retry, dead, last-dead: for a fallback dead letter */
+    bool was_stuck;  /* last-dead: counted in q->cnt.stuck */
 };
 
 /* Reads of new entries in flight at once: the next one is on its way
@@ -135,6 +143,13 @@ struct queue {
     size_t nacks;
     struct queue_op *ack_op;
 
+    /* Fallback dead letters Redis refused too (their entries stay in
+     * hand): tried again when the timer fires, with backoff. */
+    struct queue_op *stuck_head;
+    struct loop_timer stuck_timer;
+    unsigned stuck_backoff_ms;
+    char deadmax[24];
+
     struct queue_counters cnt;
 };
 
@@ -161,12 +176,33 @@ bool queue_outcome_valid(enum queue_op_kind kind, const struct queue_outcome *o,
  * (o->nevent_list + 1 entries). */
 void queue_arg_events(struct queue_args *a, const struct queue_outcome *o, char (*nums)[24]);
 
+/* True for the outcome writes (ack, retry, dead, last-dead). */
+bool queue_op_outcome(enum queue_op_kind kind);
+const char *queue_op_name(enum queue_op_kind kind);
+void queue_op_free(struct queue_op *op);
+
+/* queue_fallback.c */
+/* A single job's outcome (op: retry, dead; or an ack of one, given as its
+ * key and job id) was refused with detail: dead-letter it instead. The
+ * entry stays in hand until that is confirmed. */
+void queue_fallback_dead(struct queue *q, enum queue_op_kind refused, const struct queue_key *key,
+                         const char *job_id, const char *detail);
+/* The fallback dead letter op was refused too: keep it (and the entry in
+ * hand) and try again later. Takes op. */
+void queue_fallback_stuck(struct queue *q, struct queue_op *op, const char *detail);
+/* The fallback dead letter op was answered (1 or 0). */
+void queue_fallback_done(struct queue *q, struct queue_op *op, int status);
+void queue_fallback_timer(void *ctx);
+/* queue_free(): drop the stuck ones. */
+void queue_fallback_clear(struct queue *q);
+
 /* queue_acks.c */
 /* The ack batch in flight finished: the waiting acks go as the next one. */
 void queue_acks_flush(struct queue *q);
-/* Its reply, job by job. */
+/* Its reply, job by job; a batch refused as a whole is split. */
 void queue_acks_finish(struct queue *q, struct queue_op *op, const redisReply *reply);
 /* queue_free(): drop the waiting acks without their callbacks. */
 void queue_acks_clear(struct queue *q);
+void queue_acks_free_list(struct queue_pending_ack *p);
 
 #endif

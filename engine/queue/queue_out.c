@@ -136,10 +136,11 @@ static void unlink_op(struct queue *q, struct queue_op *op)
         q->promote_queued = false;
 }
 
-static void free_op(struct queue_op *op)
+void queue_op_free(struct queue_op *op)
 {
     redisFreeSdsCommand(op->cmd);
-    free(op->items);
+    queue_acks_free_list(op->acks);
+    free(op->job_id);
     free(op);
 }
 
@@ -179,10 +180,11 @@ void queue_out_reset(struct queue *q)
 void queue_out_clear(struct queue *q)
 {
     queue_acks_clear(q);
+    queue_fallback_clear(q);
     while (q->out_head) {
         struct queue_op *op = q->out_head;
         unlink_op(q, op);
-        free_op(op);
+        queue_op_free(op);
     }
 }
 
@@ -241,7 +243,13 @@ void queue_op_push(struct queue *q, struct queue_op *op)
     queue_out_pump(q);
 }
 
-static const char *op_name(enum queue_op_kind k)
+bool queue_op_outcome(enum queue_op_kind k)
+{
+    return k == QUEUE_OP_ACK || k == QUEUE_OP_RETRY || k == QUEUE_OP_DEAD ||
+           k == QUEUE_OP_LAST_DEAD;
+}
+
+const char *queue_op_name(enum queue_op_kind k)
 {
     static const char *const names[] = {
         [QUEUE_OP_ACK] = "ack",
@@ -252,6 +260,7 @@ static const char *op_name(enum queue_op_kind k)
         [QUEUE_OP_PROMOTE] = "promote",
         [QUEUE_OP_STATS] = "stats",
         [QUEUE_OP_XACK] = "xack",
+        [QUEUE_OP_LAST_DEAD] = "last-dead",
     };
     return k > 0 && (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
@@ -270,24 +279,38 @@ static void finish(struct queue *q, struct queue_op *op, const redisReply *reply
         q->in_cb++;
         queue_acks_finish(q, op, reply);
         q->in_cb--;
-        free_op(op);
+        queue_op_free(op);
         queue_acks_flush(q);
         return;
     }
-    if (op->has_key)
-        queue_entry_finished(q, &op->key);
     if (reply && err)
-        log_event(LOG_ERROR, "queue_write_refused", "op", op_name(op->kind), "detail", reply->str,
-                  NULL);
+        log_event(LOG_ERROR, "queue_write_refused", "op", queue_op_name(op->kind), "detail",
+                  reply->str, NULL);
+    if (op->kind == QUEUE_OP_LAST_DEAD) {
+        if (err)
+            queue_fallback_stuck(q, op, reply ? reply->str : "no reply");
+        else
+            queue_fallback_done(q, op, status);
+        return;
+    }
+    /* A refused outcome keeps its entry in hand: the fallback dead letter
+     * finishes it (sent again by XAUTOCLAIM otherwise, for as long as
+     * Redis refuses). Sticky ops only get here with a reply. */
+    if (op->has_key && err && queue_op_outcome(op->kind))
+        queue_fallback_dead(q, op->kind, &op->key, op->job_id, reply ? reply->str : "no reply");
+    else if (op->has_key)
+        queue_entry_finished(q, &op->key);
     q->in_cb++;
     switch (op->kind) {
     case QUEUE_OP_ACK: /* handled above */
+    case QUEUE_OP_LAST_DEAD:
         break;
     case QUEUE_OP_RETRY:
     case QUEUE_OP_DEAD:
-        if (status < 0)
+        if (status < 0) {
             q->cnt.write_errors++;
-        else if (status == 0)
+            q->cnt.outcome_permanent++;
+        } else if (status == 0)
             q->cnt.replayed++;
         else if (op->kind == QUEUE_OP_RETRY)
             q->cnt.retried++;
@@ -321,7 +344,7 @@ static void finish(struct queue *q, struct queue_op *op, const redisReply *reply
     }
     }
     q->in_cb--;
-    free_op(op);
+    queue_op_free(op);
 }
 
 static void op_reply(void *priv, redisReply *reply)
@@ -334,10 +357,12 @@ static void op_reply(void *priv, redisReply *reply)
         q->out_inflight--;
     if (q->closing) {
         unlink_op(q, op);
-        free_op(op);
+        queue_op_free(op);
         return;
     }
     if (!reply || queue_redis_transient(reply)) {
+        if (queue_op_outcome(op->kind))
+            q->cnt.outcome_transient += op->kind == QUEUE_OP_ACK ? op->nitems : 1;
         if (reply) {
             log_event(LOG_WARN, "queue_write_later", "detail", reply->str, NULL);
             queue_redis_fail(q->cmd, reply->str);
@@ -388,6 +413,27 @@ void queue_arg_events(struct queue_args *a, const struct queue_outcome *o, char 
     }
 }
 
+/* The job id a fallback dead letter carries: o->job_id, else the job's id
+ * field; at most QUEUE_JOB_ID_MAX octets. A copy ("" when none), NULL on
+ * no memory. */
+static char *job_id_of(const struct queue_outcome *o)
+{
+    const char *v = o->job_id ? o->job_id : "";
+    size_t n = o->job_id ? strnlen(o->job_id, QUEUE_JOB_ID_MAX) : 0;
+    char *c;
+
+    for (size_t i = 0; !o->job_id && i < o->njob; i++)
+        if (o->job[i].name_len == 2 && !memcmp(o->job[i].name, "id", 2)) {
+            v = o->job[i].value;
+            n = o->job[i].value_len < QUEUE_JOB_ID_MAX ? o->job[i].value_len : QUEUE_JOB_ID_MAX;
+        }
+    if ((c = malloc(n + 1))) {
+        memcpy(c, v, n);
+        c[n] = 0;
+    }
+    return c;
+}
+
 static int outcome(struct queue *q, enum queue_op_kind kind, const struct queue_outcome *o,
                    queue_done_fn *done, void *arg_)
 {
@@ -425,7 +471,9 @@ static int outcome(struct queue *q, enum queue_op_kind kind, const struct queue_
     queue_arg_str(&a, q->cfg.group);
     queue_arg_str(&a, o->id);
     queue_arg_str(&a, q->maxlen);
-    queue_arg_str(&a, q->ttl);
+    /* ARGV[4]: the dead-letter bound for the dead script (the state TTL,
+     * unused, for the retry script). */
+    queue_arg_str(&a, kind == QUEUE_OP_DEAD ? q->deadmax : q->ttl);
     queue_arg_str(&a, q->keep);
     if (kind == QUEUE_OP_RETRY) {
         /* The member is built from the merged fields, appended and then
@@ -450,7 +498,12 @@ static int outcome(struct queue *q, enum queue_op_kind kind, const struct queue_
         }
     }
     queue_arg_events(&a, o, nums);
-    if ((op = queue_op_new(q, kind, &a, true))) {
+    if ((op = queue_op_new(q, kind, &a, true)) && !(op->job_id = job_id_of(o))) {
+        queue_op_free(op);
+        op = NULL;
+        errno = ENOMEM;
+    }
+    if (op) {
         op->fn.done = done;
         op->arg = arg_;
         op->key = key;

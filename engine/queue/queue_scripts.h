@@ -25,7 +25,8 @@
  * Retry and dead scripts: KEYS[1] stream, KEYS[2] events, KEYS[3] state
  * record, KEYS[4] retry set or dead stream. (The ack script takes a batch
  * of jobs; its layout is above it.) ARGV[1] group, ARGV[2] entry
- * ID, ARGV[3] events MAXLEN ("0": no trim), ARGV[4] state TTL (unused),
+ * ID, ARGV[3] events MAXLEN ("0": no trim), ARGV[4] dead-letter MAXLEN for
+ * the dead script ("0": no trim; the state TTL, unused, for the retry one),
  * ARGV[5] keep acked entries ("1") or XDEL them ("0"), then per script.
  * The events come last: their count, then per entry the number of values
  * and the values (name, value, ...).
@@ -39,6 +40,7 @@ enum queue_script {
     QUEUE_SCRIPT_DEAD = 2,
     QUEUE_SCRIPT_PROMOTE = 3,
     QUEUE_SCRIPT_STATS = 4,
+    QUEUE_SCRIPT_LAST_DEAD = 5,
     QUEUE_SCRIPT__COUNT
 };
 
@@ -130,10 +132,34 @@ static const char queue_lua_dead[] = QUEUE_LUA_OUTCOME
     "if e then return redis.error_reply(e) end\n"
     "if not gate() then return 0 end\n"
     "local n = tonumber(ARGV[6])\n"
-    "local a = {KEYS[4], '*'}\n"
+    "local a = {KEYS[4]}\n"
+    "if ARGV[4] ~= '0' then a[#a+1] = 'MAXLEN'; a[#a+1] = '~'; a[#a+1] = ARGV[4] end\n"
+    "a[#a+1] = '*'\n"
     "for i = 7, 6 + n do a[#a+1] = ARGV[i] end\n"
     "redis.call('XADD', unpack(a))\n"
     "event('dead', 7 + n)\n"
+    "return 1\n";
+
+/* The dead letter of a job whose own outcome Redis refused
+ * (queue_fallback.c): KEYS[1] stream, KEYS[2] state record, KEYS[3] dead
+ * stream, and nothing else, so that a refused events key (a NOPERM is
+ * checked on every declared key before the script runs) cannot refuse it
+ * too. ARGV[1] group, ARGV[2] entry ID, ARGV[3] dead MAXLEN ('0': none),
+ * ARGV[4] keep, ARGV[5..] the entry's pairs (a few, bounded). No events
+ * entry: the dead stream is the record. 1, or 0 when not pending. */
+static const char queue_lua_last_dead[] =
+    "local ty = redis.call('TYPE', KEYS[3])['ok']\n"
+    "if ty ~= 'none' and ty ~= 'stream' then\n"
+    "  return redis.error_reply('WRONGTYPE ' .. KEYS[3] .. ' is not a stream')\n"
+    "end\n"
+    "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end\n"
+    "if ARGV[4] == '0' then redis.call('XDEL', KEYS[1], ARGV[2]) end\n"
+    "if ARGV[3] ~= '0' then\n"
+    "  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 5))\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))\n"
+    "end\n"
+    "redis.call('DEL', KEYS[2])\n"
     "return 1\n";
 
 /* KEYS[1] retry set, KEYS[2] stream, KEYS[3] dead stream; ARGV[1] the most
@@ -184,11 +210,12 @@ static const char queue_lua_stats[] =
 /* clang-format on */
 
 static const char *const queue_scripts[QUEUE_SCRIPT__COUNT] = {
-    queue_lua_ack, queue_lua_retry, queue_lua_dead, queue_lua_promote, queue_lua_stats,
+    queue_lua_ack,     queue_lua_retry, queue_lua_dead,
+    queue_lua_promote, queue_lua_stats, queue_lua_last_dead,
 };
 
 static const char *const queue_script_names[QUEUE_SCRIPT__COUNT] = {
-    "ack", "retry", "dead", "promote", "stats",
+    "ack", "retry", "dead", "promote", "stats", "last-dead",
 };
 
 #endif

@@ -619,7 +619,8 @@ static void test_auth_db_unix(void)
 }
 
 /* SCRIPT FLUSH: NOSCRIPT reconnects, reloads and re-sends. A key of the
- * wrong type: refused (-1) with nothing written, not even the XACK. */
+ * wrong type: the ack is refused (-1), and the job is not left pending for
+ * XAUTOCLAIM to send again: it is dead-lettered (queue_fallback.c). */
 static void test_script_errors(void)
 {
     struct queue_config c = config("t13", "c13");
@@ -642,14 +643,154 @@ static void test_script_errors(void)
     CHECK_INT(ack(q, &g, ids[1]), 0);
     CHECK(run_until(&g.ndone, NULL, 2, 3000));
     CHECK_INT(g.done[1], -1);
-    CHECK_INT(pending_count(&srv, "t13:jobs"), 1);
+    for (int i = 0; i < 100 && rc_int(&srv, "XLEN t13:dead") < 1; i++)
+        run_for(20);
+    CHECK_INT(pending_count(&srv, "t13:jobs"), 0);
     queue_counters(q, &k);
     CHECK_INT(k.write_errors, 1);
-    freeReplyObject(rc(&srv, "DEL t13:events"));
-    CHECK_INT(ack(q, &g, ids[1]), 0);
-    CHECK(run_until(&g.ndone, NULL, 3, 3000));
-    CHECK_INT(g.done[2], 1);
-    CHECK_INT(pending_count(&srv, "t13:jobs"), 0);
+    CHECK_INT(k.outcome_dead_letters, 1);
+    CHECK_INT(k.in_hand, 0);
+    queue_free(q);
+}
+
+/* The dead letter's field name of entry id, or "" (into out). */
+static void dead_field(const char *dead, const char *id, const char *name, char *out, size_t cap)
+{
+    redisReply *r = rc(&srv, "XRANGE %s - +", dead);
+    out[0] = 0;
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *fv = r->element[i]->element[1], *e = field(fv, "entry"), *f;
+        if (e && !strcmp(e->str, id) && (f = field(fv, name)))
+            snprintf(out, cap, "%s", f->str);
+    }
+    freeReplyObject(r);
+}
+
+/* Outcomes Redis refuses for good. A wrong-type events key: a batch of
+ * acks and a retry, each job dead-lettered (bounded: entry, id, outcome,
+ * the Redis error as reason), nothing left pending or in hand. Then the
+ * dead stream too: the job stays in hand (stuck, not pending for anyone
+ * else to resend) until its dead letter can be written, tried again with
+ * backoff. A batch refused for one job's sake (an ACL that forbids one
+ * job's state key) is split: the others are delivered with their events. */
+static void test_refused_outcomes(void)
+{
+    struct queue_config c = config("t14", "c14");
+    char ids[8][48], buf[400];
+    struct got g;
+    struct queue *q;
+    struct queue_counters k;
+    struct queue_field job[] = {queue_str("from", "a@example.com"), queue_str("id", "job-7")};
+    struct queue_outcome o = {.job = job, .njob = 2, .delay_ms = 10};
+
+    xadd(&srv, "t14:jobs", 8, ids);
+    q = start(&c, &g);
+    queue_fetch(q, 10);
+    CHECK(run_until(NULL, &g.n, 8, 3000));
+    freeReplyObject(rc(&srv, "SET t14:events not-a-stream"));
+    for (int i = 0; i < 5; i++) /* one alone, then a batch of four */
+        CHECK_INT(ack(q, &g, ids[i]), 0);
+    o.id = ids[5];
+    CHECK_INT(queue_retry(q, &o, on_done, &g), 0);
+    CHECK(run_until(&g.ndone, NULL, 6, 3000));
+    for (int i = 0; i < 6; i++)
+        CHECK_INT(g.done[i], -1);
+    for (int i = 0; i < 100 && rc_int(&srv, "XLEN t14:dead") < 6; i++)
+        run_for(20);
+    CHECK_INT(rc_int(&srv, "XLEN t14:dead"), 6);
+    CHECK_INT(pending_count(&srv, "t14:jobs"), 2);
+    dead_field("t14:dead", ids[3], "reason", buf, sizeof(buf));
+    CHECK(strstr(buf, "outcome write refused by Redis: WRONGTYPE t14:events") == buf);
+    dead_field("t14:dead", ids[3], "outcome", buf, sizeof(buf));
+    CHECK_STR(buf, "delivered");
+    dead_field("t14:dead", ids[5], "outcome", buf, sizeof(buf));
+    CHECK_STR(buf, "retry");
+    dead_field("t14:dead", ids[5], "id", buf, sizeof(buf));
+    CHECK_STR(buf, "job-7");
+    queue_counters(q, &k);
+    CHECK_INT(k.outcome_permanent, 6);
+    CHECK_INT(k.outcome_dead_letters, 6);
+    CHECK_INT(k.in_hand, 2);
+    CHECK_INT(k.stuck, 0);
+
+    /* The dead stream refused too: stuck in hand, then written once it can be. */
+    freeReplyObject(rc(&srv, "SET t14:dead not-a-stream-either"));
+    CHECK_INT(ack(q, &g, ids[6]), 0);
+    CHECK(run_until(&g.ndone, NULL, 7, 3000));
+    CHECK_INT(g.done[6], -1);
+    for (int i = 0; i < 100 && queue_stuck(q) < 1; i++)
+        run_for(20);
+    queue_counters(q, &k);
+    CHECK_INT(k.stuck, 1);
+    CHECK_INT(k.in_hand, 2);
+    CHECK_INT(queue_outbox_len(q), 0);
+    CHECK_INT(pending_count(&srv, "t14:jobs"), 2);
+    run_for(1500); /* a retry or two, still refused */
+    CHECK_INT(queue_stuck(q), 1);
+    freeReplyObject(rc(&srv, "DEL t14:dead"));
+    for (int i = 0; i < 250 && queue_stuck(q) > 0; i++)
+        run_for(20);
+    queue_counters(q, &k);
+    CHECK_INT(k.stuck, 0);
+    CHECK_INT(k.in_hand, 1);
+    CHECK_INT(rc_int(&srv, "XLEN t14:dead"), 1);
+    CHECK_INT(pending_count(&srv, "t14:jobs"), 1);
+    queue_free(q);
+
+    /* Split: a user that may not write ids[1]'s state record. */
+    struct got *g2 = calloc(1, sizeof(*g2));
+    redisReply *r;
+    xadd(&srv, "t15:jobs", 4, ids);
+    r = rc(&srv,
+           "ACL SETUSER t15 on >pw resetkeys ~t15:jobs ~t15:events ~t15:dead ~t15:state:%s "
+           "~t15:state:%s ~t15:state:%s %s -@all +@read +@write +@scripting +@connection",
+           ids[0], ids[2], ids[3], "%R~t15:state:*");
+    CHECK(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    c = config("t15", "c15");
+    c.user = "t15";
+    c.password = "pw";
+    q = start(&c, g2);
+    queue_fetch(q, 10);
+    CHECK(run_until(NULL, &g2->n, 4, 3000));
+    CHECK_INT(ack(q, g2, ids[0]), 0);
+    for (int i = 1; i < 4; i++) /* a batch of three behind the first */
+        CHECK_INT(ack(q, g2, ids[i]), 0);
+    CHECK(run_until(&g2->ndone, NULL, 4, 3000));
+    CHECK_INT(g2->status_sum, 3 - 1);
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(events_for(&srv, "t15:events", ids[i], "delivered"), i == 1 ? 0 : 1);
+    CHECK_INT(pending_count(&srv, "t15:jobs"), 1); /* ids[1]: stuck in hand, not pending for another */
+    for (int i = 0; i < 100 && queue_stuck(q) < 1; i++)
+        run_for(20);
+    CHECK_INT(queue_stuck(q), 1);
+    queue_free(q);
+    free(g2);
+}
+
+/* dead_maxlen: MAXLEN ~ keeps the dead-letter stream near its bound. */
+static void test_dead_trim(void)
+{
+    struct queue_config c = config("t16", "c16");
+    struct queue_field job[] = {queue_str("from", "a@example.com")};
+    struct queue_field set[] = {queue_str("reason", "test")};
+    struct got g;
+    struct queue *q;
+    long long len;
+
+    c.dead_maxlen = 10;
+    xadd(&srv, "t16:jobs", 300, NULL);
+    q = start(&c, &g);
+    queue_fetch(q, 300);
+    CHECK(run_until(NULL, &g.n, 300, 5000));
+    for (size_t i = 0; i < g.n; i++) {
+        struct queue_outcome o = {.id = g.id[i], .job = job, .njob = 1, .set = set, .nset = 1};
+        CHECK_INT(queue_dead(q, &o, on_done, &g), 0);
+    }
+    CHECK(run_until(&g.ndone, NULL, 300, 5000));
+    CHECK_INT(g.status_sum, 300);
+    len = rc_int(&srv, "XLEN t16:dead");
+    CHECK(len >= 10 && len <= 10 + 2 * 100);
     queue_free(q);
 }
 
@@ -692,6 +833,8 @@ int main(void)
     test_free_busy();
     test_auth_db_unix();
     test_script_errors();
+    test_refused_outcomes();
+    test_dead_trim();
     loop_destroy(loop);
     server_kill(&srv);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
