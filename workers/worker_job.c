@@ -374,8 +374,13 @@ static int on_prepare(struct pool_job *pj, enum message_encoding enc)
         pj->txn.body_len = len;
         return 0;
     }
-    if (message_prepare_alloc(m, len, enc, &wj->wire, &pj->txn.body_len, &pj->txn.facts) != 0)
-        return -1;
+    {
+        /* The error says whose fault it is: the pool bounces a bad message
+         * and defers on running out of memory. */
+        int rc = message_prepare_alloc(m, len, enc, &wj->wire, &pj->txn.body_len, &pj->txn.facts);
+        if (rc != 0)
+            return rc;
+    }
     pj->txn.body = wj->wire;
     return 0;
 }

@@ -217,11 +217,14 @@ void metrics_message(struct metrics_worker *mw, unsigned relay, enum metrics_sta
         bump(&rc->messages[s], 1);
 }
 
-void metrics_handshake(struct metrics_worker *mw, unsigned relay, int ok)
+void metrics_handshake(struct metrics_worker *mw, unsigned relay, enum smtp_client_reason reason)
 {
     struct metrics_relay_counters *rc = relay_of(mw, relay);
-    if (rc)
-        bump(&rc->handshakes[ok ? 1 : 0], 1);
+    if (!rc)
+        return;
+    if ((unsigned)reason >= SMTP_CLIENT_R_COUNT)
+        reason = SMTP_CLIENT_R_LOCAL;
+    bump(&rc->handshakes[reason], 1);
 }
 
 void metrics_tls_failure(struct metrics_worker *mw, unsigned relay, enum smtp_client_reason reason)

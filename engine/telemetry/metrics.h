@@ -86,8 +86,11 @@ struct metrics_worker *metrics_worker(struct metrics *m, unsigned index);
 
 /* One recipient's final status on relay. */
 void metrics_message(struct metrics_worker *mw, unsigned relay, enum metrics_status s);
-/* A TLS handshake toward relay ended (ok != 0: succeeded). */
-void metrics_handshake(struct metrics_worker *mw, unsigned relay, int ok);
+/* A TLS handshake toward relay ended: reason SMTP_CLIENT_R_NONE when it
+ * completed, otherwise what ended it (cert-verify, protocol-version,
+ * timeout, connection, injection, ...). Once per connection that asked for
+ * one. Out-of-range reasons count as SMTP_CLIENT_R_LOCAL. */
+void metrics_handshake(struct metrics_worker *mw, unsigned relay, enum smtp_client_reason reason);
 /* A connection to relay failed for reason (SMTP_CLIENT_R_*: the reason
  * classes of smtp_client_reason_name()). Out-of-range reasons count as
  * SMTP_CLIENT_R_LOCAL. */

@@ -31,7 +31,7 @@ struct metrics_hist {
 /* What one worker counts for one relay. */
 struct metrics_relay_counters {
     uint64_t messages[METRICS_STATUS_COUNT];
-    uint64_t handshakes[2]; /* [0] failed, [1] ok */
+    uint64_t handshakes[SMTP_CLIENT_R_COUNT]; /* [NONE] ok, the others failed by reason */
     uint64_t failures[SMTP_CLIENT_R_COUNT];
     struct metrics_hist latency;
     struct metrics_hist txn;

@@ -78,7 +78,7 @@ static void sum_relay(struct metrics_relay_counters *dst, const struct metrics_r
 {
     for (unsigned k = 0; k < METRICS_STATUS_COUNT; k++)
         dst->messages[k] += metrics_load(&src->messages[k]);
-    for (unsigned k = 0; k < 2; k++)
+    for (unsigned k = 0; k < SMTP_CLIENT_R_COUNT; k++)
         dst->handshakes[k] += metrics_load(&src->handshakes[k]);
     for (unsigned k = 0; k < SMTP_CLIENT_R_COUNT; k++)
         dst->failures[k] += metrics_load(&src->failures[k]);
@@ -358,13 +358,18 @@ int metrics_render(const struct metrics *m, int per_conn, FILE *out)
             fprintf(out, ",status=\"%s\"} %" PRIu64 "\n",
                     metrics_status_name((enum metrics_status)s), agg[r].messages[s]);
         }
-    family(out, "ringmail_tls_handshakes_total", "counter", "TLS handshakes toward relays.");
+    /* Counted once per connection at the end of its handshake; result ok
+     * has reason "none", failed ones the reason class that ended them (a
+     * bounded set: smtp_client_reason_name()). */
+    family(out, "ringmail_tls_handshakes_total", "counter",
+           "TLS handshakes toward relays by result and reason class.");
     for (unsigned r = 0; r < nr; r++)
-        for (unsigned k = 0; k < 2; k++) {
+        for (unsigned k = 0; k < SMTP_CLIENT_R_COUNT; k++) {
             fputs("ringmail_tls_handshakes_total{", out);
             relay_label(out, m, r);
-            fprintf(out, ",result=\"%s\"} %" PRIu64 "\n", k ? "ok" : "failed",
-                    agg[r].handshakes[k]);
+            fprintf(out, ",result=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                    k == SMTP_CLIENT_R_NONE ? "ok" : "failed",
+                    smtp_client_reason_name((enum smtp_client_reason)k), agg[r].handshakes[k]);
         }
     family(out, "ringmail_tls_failures_total", "counter",
            "Failed relay connections by reason class.");

@@ -167,6 +167,16 @@ static void log_handshake(struct conn *c)
                    NULL);
 }
 
+/* Once per connection whose handshake was asked for: ok (NONE) or why not. */
+static void report_handshake(struct conn *c, enum smtp_client_reason reason)
+{
+    if (!c->hs_begun || c->hs_reported)
+        return;
+    c->hs_reported = 1;
+    if (c->cb.handshake)
+        c->cb.handshake(c, reason, c->user);
+}
+
 static void handshake_step(struct conn *c)
 {
     const char *detail = NULL;
@@ -175,6 +185,7 @@ static void handshake_step(struct conn *c)
     switch (tls_conn_handshake(c->tls)) {
     case TLS_OK:
         c->phase = CP_TLS;
+        report_handshake(c, SMTP_CLIENT_R_NONE);
         log_handshake(c);
         smtp_client_tls_done(c->smtp, 1, SMTP_CLIENT_R_NONE, NULL);
         conn_process_events(c);
@@ -199,6 +210,17 @@ static void start_tls(struct conn *c)
     char err[TLS_ERRBUF_MAX];
     char b;
 
+    c->hs_begun = 1;
+    /* The 220 must answer our STARTTLS: the command has wholly left (its
+     * send completed; a reply to it cannot be read before that) and nothing
+     * else is queued behind it. A 220 read while it was still queued was
+     * injected ahead of it. The protocol core refuses this too; the
+     * transport does not start a handshake on its word alone. */
+    if (!c->implicit && (c->send_pending || smtp_client_output_len(c->smtp))) {
+        smtp_client_abort(c->smtp, SMTP_CLIENT_R_INJECTION,
+                          "a 220 arrived before our STARTTLS was sent (response injection)");
+        return;
+    }
     /* Nothing may arrive before our ClientHello: a byte already waiting in
      * the socket was sent after the 220 (response injection). No receive is
      * in flight now, so nothing can have been taken out of the socket. */
@@ -234,6 +256,9 @@ static void begin_close(struct conn *c, enum smtp_client_reason reason, const ch
     if (c->closed_reported)
         return;
     c->closed_reported = 1;
+    /* A handshake that was asked for and never completed failed, for the
+     * reason the connection ends (ours, if it ends without one). */
+    report_handshake(c, reason != SMTP_CLIENT_R_NONE ? reason : SMTP_CLIENT_R_LOCAL);
     c->phase = CP_CLOSING;
     if (reason != SMTP_CLIENT_R_NONE)
         log_event(LOG_WARN, "connection_failed", "relay", c->name, "reason",
@@ -487,7 +512,9 @@ static void arm_timer(struct conn *c)
         ms = c->to.tls_ms;
         break;
     default:
-        if (!c->got_reply && !c->implicit)
+        if (smtp_client_quitting(c->smtp))
+            ms = c->to.quit_ms; /* only QUIT's reply (or the close) is awaited */
+        else if (!c->got_reply && !c->implicit)
             ms = c->to.greeting_ms;
         else if (smtp_client_is_ready(c->smtp) && !txn)
             ms = c->keepalive_ms;
@@ -646,13 +673,20 @@ void conn_quit(struct conn *c)
 {
     if (c->phase == CP_DEAD || c->closed_reported)
         return;
-    if (smtp_client_is_ready(c->smtp)) {
+    if (c->phase == CP_CONNECTING) {
+        /* No session yet: nobody to say QUIT to. */
+        conn_abort(c, SMTP_CLIENT_R_NONE, "closed before it was ready");
+    } else if (smtp_client_is_ready(c->smtp)) {
+        c->quit_requested = 1;
         smtp_client_quit(c->smtp);
         conn_pump(c);
         loop_timer_arm(c->loop, &c->timer, c->to.quit_ms);
-    } else if (smtp_client_current(c->smtp)) {
+    } else if (smtp_client_quit(c->smtp) == 0) {
+        /* Busy (a transaction, a NOOP or RSET, the set-up or the
+         * handshake): the core says QUIT once its reply is in; the stage
+         * timers bound the wait. */
         c->quit_requested = 1;
-    } else {
+    } else if (!smtp_client_quitting(c->smtp)) {
         conn_abort(c, SMTP_CLIENT_R_NONE, "closed before it was ready");
     }
 }

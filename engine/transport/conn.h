@@ -45,6 +45,11 @@ struct conn_callbacks {
      * or NULL. Called once; forget c afterwards. */
     void (*closed)(struct conn *c, enum smtp_client_reason reason, const char *detail,
                    struct smtp_client_txn *txn, void *user);
+    /* The TLS handshake ended, once per connection that got as far as
+     * asking for one: reason NONE when it completed, otherwise what ended
+     * it (cert-verify, protocol-version, timeout, connection, injection
+     * when the 220 could not be trusted, ...). Optional (NULL). */
+    void (*handshake)(struct conn *c, enum smtp_client_reason reason, void *user);
 };
 
 struct conn_config {
@@ -80,7 +85,11 @@ int conn_submit(struct conn *c, struct smtp_client_txn *txn, int more, const cha
 void conn_flush(struct conn *c);
 /* The encoding the next transaction's body needs. */
 enum message_encoding conn_body_encoding(const struct conn *c);
-/* QUIT when idle, otherwise abort: closed() follows either way. */
+/* Close politely: QUIT now when idle, or once what is in flight (a
+ * transaction, a NOOP, the session's set-up, the handshake) is answered;
+ * no new transaction is taken meanwhile. Only a connection with no session
+ * yet (connecting) or one already broken is closed without QUIT. closed()
+ * follows either way. */
 void conn_quit(struct conn *c);
 /* Close now (no QUIT); closed() follows from the loop. */
 void conn_abort(struct conn *c, enum smtp_client_reason reason, const char *detail);

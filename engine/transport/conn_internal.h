@@ -67,6 +67,7 @@ struct conn {
     int got_reply;
     int quit_requested;
     int closed_reported;
+    int hs_begun, hs_reported; /* the handshake was asked for; its end was reported */
     struct conn_stats st;
 };
 

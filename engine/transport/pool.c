@@ -8,6 +8,7 @@
  */
 #include "pool.h"
 
+#include "message.h"
 #include "metrics.h"
 
 #include <arpa/inet.h>
@@ -104,9 +105,11 @@ static int breaker_open(const struct pool *p)
     return p->breaker_until && loop_now_ms(p->loop) < p->breaker_until;
 }
 
-/* Every recipient of a job that never reached a server: temporary. */
-static void fail_job(struct pool *p, struct pool_job *j, enum smtp_client_outcome o,
-                     enum smtp_client_reason reason, const char *detail)
+/* Every recipient of a job that never reached a server gets outcome o,
+ * with an enhanced code when one is given. */
+static void fail_job_code(struct pool *p, struct pool_job *j, enum smtp_client_outcome o,
+                          enum smtp_client_reason reason, const char *enhanced,
+                          const char *detail)
 {
     size_t i;
     for (i = 0; i < j->txn.nrcpt; i++) {
@@ -114,10 +117,61 @@ static void fail_job(struct pool *p, struct pool_job *j, enum smtp_client_outcom
         memset(r, 0, sizeof(*r));
         r->outcome = o;
         r->reason = reason;
+        snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced ? enhanced : "");
         snprintf(r->reply, sizeof(r->reply), "%s", detail ? detail : "");
     }
     p->st.jobs_done++;
     j->done(j, reason, detail, NULL);
+}
+
+static void fail_job(struct pool *p, struct pool_job *j, enum smtp_client_outcome o,
+                     enum smtp_client_reason reason, const char *detail)
+{
+    fail_job_code(p, j, o, reason, NULL, detail);
+}
+
+/* The body could not be prepared (rc from the job's prepare). Only the
+ * message's own faults are permanent; running out of memory is ours and
+ * passes, so it is temporary (a bounce for it would lose a good message). */
+static void prepare_failed(struct pool *p, struct pool_job *j, int rc)
+{
+    char detail[SMTP_CLIENT_REPLY_TEXT_MAX];
+    switch (-rc) {
+    case MESSAGE_E_LINE_TOO_LONG:
+    case MESSAGE_E_NUL:
+    case MESSAGE_E_EMPTY:
+    case MESSAGE_E_BAD_WIRE:
+        snprintf(detail, sizeof(detail), "bad message: %s", message_strerror(-rc));
+        fail_job_code(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, "5.6.0", detail);
+        return;
+    default:
+        snprintf(detail, sizeof(detail), "local error: %s while preparing the message",
+                 -rc == MESSAGE_E_NOMEM ? "out of memory" : message_strerror(-rc));
+        fail_job_code(p, j, SMTP_CLIENT_TEMPORARY, SMTP_CLIENT_R_LOCAL, "4.3.0", detail);
+        return;
+    }
+}
+
+/*
+ * A job the server refused for the session, not for itself (too many
+ * messages, or a 421, to its MAIL): nothing of it was accepted, so it goes
+ * back to the head of the queue for another connection, without counting
+ * as a delivery attempt (its done() is not called). 0 when requeued; -1
+ * when it must end now, as temporary with the server's reply already in
+ * its results: it was moved POOL_RETIRE_MAX - 1 times already, or the pool
+ * is closing and would never send it.
+ */
+static int requeue(struct pool *p, struct pool_job *j)
+{
+    if (!j->txn.retry_elsewhere || ++j->retired >= POOL_RETIRE_MAX || p->draining || p->freeing)
+        return -1;
+    j->next = p->qhead;
+    p->qhead = j;
+    if (!p->qtail)
+        p->qtail = j;
+    p->st.queued++;
+    p->st.requeued++;
+    return 0;
 }
 
 static void fail_queued(struct pool *p, enum smtp_client_reason reason, const char *detail)
@@ -168,7 +222,6 @@ static void on_ready(struct conn *c, void *user)
         s->was_ready = 1;
         s->backoff_ms = 0;
         p->st.handshakes++;
-        metrics_handshake(p->cfg.metrics, p->cfg.metrics_relay, 1);
         metrics_conn_tls(p->cfg.metrics, s->mslot, conn_tls_facts(c));
         p->consecutive_fail = 0;
         p->policy_fail = 0;
@@ -209,13 +262,32 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
     /* The oldest, except a local refusal, which finishes at once. */
     struct pool_job *j = (struct pool_job *)((char *)txn - offsetof(struct pool_job, txn));
     slot_unlink(s, j);
-    if (!s->jobs)
-        s->st = PS_IDLE;
+    if (!s->jobs && s->st == PS_BUSY)
+        s->st = p->draining ? PS_CLOSING : PS_IDLE; /* draining: its QUIT follows */
     p->inflight--;
     if (txn->delivered)
         metrics_conn_message(p->cfg.metrics, s->mslot, txn->body_len);
+    if (txn->retry_elsewhere) {
+        /* The server's session limit: the connection ends with QUIT (the
+         * client sends it once the burst's replies are in) and is replaced
+         * at once; the job goes to the next connection that is idle. */
+        if (s->st != PS_CLOSING)
+            p->st.retirements++;
+        s->st = PS_CLOSING;
+        if (requeue(p, j) == 0) {
+            dispatch(p);
+            return;
+        }
+    }
     p->st.jobs_done++;
     j->done(j, SMTP_CLIENT_R_NONE, NULL, conn_tls_facts(c));
+}
+
+static void on_handshake(struct conn *c, enum smtp_client_reason reason, void *user)
+{
+    struct pool_slot *s = user;
+    (void)c;
+    metrics_handshake(s->pool->cfg.metrics, s->pool->cfg.metrics_relay, reason);
 }
 
 static void schedule_reconnect(struct pool *p, struct pool_slot *s, int clean)
@@ -244,7 +316,7 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
     struct pool_slot *s = user;
     struct pool *p = s->pool;
     struct pool_job *j = s->jobs;
-    int was_ready = s->was_ready, clean = reason == SMTP_CLIENT_R_NONE;
+    int was_ready = s->was_ready, clean = reason == SMTP_CLIENT_R_NONE, requeued = 0;
 
     s->conn = NULL;
     s->jobs = s->jobs_tail = NULL;
@@ -255,9 +327,6 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
         metrics_conn_error(p->cfg.metrics, s->mslot);
         if (policy_reason(reason)) /* TLS and STARTTLS policy refusals only */
             metrics_tls_failure(p->cfg.metrics, p->cfg.metrics_relay, reason);
-        if (reason == SMTP_CLIENT_R_HANDSHAKE || reason == SMTP_CLIENT_R_CERT_VERIFY ||
-            reason == SMTP_CLIENT_R_PROTOCOL_VERSION)
-            metrics_handshake(p->cfg.metrics, p->cfg.metrics_relay, 0);
     }
     metrics_conn_close(p->cfg.metrics, s->mslot);
     s->mslot = -1;
@@ -273,6 +342,12 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
         struct pool_job *next = j->next;
         j->next = NULL;
         p->inflight--;
+        /* A 421 in place of their MAIL: they go to another connection. */
+        if (requeue(p, j) == 0) {
+            requeued++;
+            j = next;
+            continue;
+        }
         p->st.jobs_done++;
         j->done(j, reason, detail, conn_tls_facts(c));
         j = next;
@@ -289,11 +364,15 @@ static void on_closed(struct conn *c, enum smtp_client_reason reason, const char
         fail_queued(p, reason, p->last_detail);
     else if (p->consecutive_fail >= p->cfg.fail_queued_after && !live_ready(p))
         fail_queued(p, p->last_reason, p->last_detail);
+    if (requeued)
+        p->st.retirements++;
     schedule_reconnect(p, s, clean && was_ready);
+    if (requeued)
+        dispatch(p);
     maybe_free(p);
 }
 
-static const struct conn_callbacks callbacks = {on_ready, on_txn_done, on_closed};
+static const struct conn_callbacks callbacks = {on_ready, on_txn_done, on_closed, on_handshake};
 
 /* ---- slots ------------------------------------------------------------- */
 
@@ -377,9 +456,12 @@ static void dispatch(struct pool *p)
                 p->qtail = NULL;
             p->st.queued--;
             j->next = NULL;
-            if (j->prepare(j, conn_body_encoding(s->conn)) != 0) {
-                fail_job(p, j, SMTP_CLIENT_PERMANENT, SMTP_CLIENT_R_NONE, "bad message");
-                continue;
+            {
+                int prc = j->prepare(j, conn_body_encoding(s->conn));
+                if (prc != 0) {
+                    prepare_failed(p, j, prc);
+                    continue;
+                }
             }
             /* On the slot's list before the submit: a local refusal
              * finishes (on_txn_done) inside it. */
@@ -461,6 +543,7 @@ void pool_submit(struct pool *p, struct pool_job *job)
         return;
     }
     job->next = NULL;
+    job->retired = 0;
     if (p->qtail)
         p->qtail->next = job;
     else

@@ -26,8 +26,11 @@ struct metrics_worker;
  * the connection that carried it (NULL if none got that far); copy them. */
 typedef void pool_job_done_fn(struct pool_job *job, enum smtp_client_reason conn_reason,
                               const char *detail, const struct tls_facts *facts);
-/* Fill job->txn.body, body_len and facts for this encoding; 0 or -1 (the job
- * then fails permanently with detail "bad message"). */
+/* Fill job->txn.body, body_len and facts for this encoding. 0, or
+ * -MESSAGE_E_* (message.h): a fault of the message itself (a line too long,
+ * a NUL, empty) fails the job permanently ("bad message: ..."); a local
+ * one (-MESSAGE_E_NOMEM, -MESSAGE_E_SPACE) temporarily, as
+ * SMTP_CLIENT_R_LOCAL with 4.3.0 "local error: ...", so it is retried. */
 typedef int pool_job_prepare_fn(struct pool_job *job, enum message_encoding enc);
 
 /* A job as the pool sees it; embed it in your own struct. */
@@ -36,7 +39,15 @@ struct pool_job {
     pool_job_prepare_fn *prepare;
     pool_job_done_fn *done;
     struct pool_job *next; /* the pool's */
+    /* The pool's: how often a session limit (the server's "too many
+     * messages", or a 421, to its MAIL) sent it to another connection. */
+    unsigned retired;
 };
+
+/* A job refused for the session this many times is not moved again: it
+ * ends as temporary with the server's reply (a relay that says 452 to
+ * every first MAIL must not make the pool loop). */
+#define POOL_RETIRE_MAX 2
 
 #define POOL_SEND_ZC_OFF 0xffffffffu
 
@@ -75,6 +86,8 @@ struct pool_stats {
     uint64_t handshakes; /* connections that reached READY */
     uint64_t failures;   /* connections that failed before or after READY */
     uint64_t rotations;  /* QUIT for age, messages, bytes or a stale key */
+    uint64_t retirements; /* connections ended for a session limit (QUIT) */
+    uint64_t requeued;    /* jobs moved to another connection by a session limit */
     uint64_t jobs_done;  /* jobs handed back */
     uint64_t breaker_opens;
     unsigned live;   /* connections now open (any phase) */

@@ -53,7 +53,7 @@ int main(void)
     metrics_set_queue(m, 1, 0, 0, 0);
     metrics_set_redis_up(mw, 1);
     metrics_message(mw, 0, METRICS_DELIVERED);
-    metrics_handshake(mw, 0, 1);
+    metrics_handshake(mw, 0, SMTP_CLIENT_R_NONE);
     metrics_latency(mw, 0, 0.01);
     metrics_txn_duration(mw, 0, 0.01);
     slot = metrics_conn_open(mw, 0);

@@ -82,8 +82,9 @@ static void worker0(struct metrics *m)
     for (int i = 0; i < 3; i++)
         metrics_message(mw, 0, METRICS_DELIVERED);
     metrics_message(mw, 0, METRICS_DEFERRED);
-    metrics_handshake(mw, 0, 1);
-    metrics_handshake(mw, 0, 1);
+    metrics_handshake(mw, 0, SMTP_CLIENT_R_NONE);
+    metrics_handshake(mw, 0, SMTP_CLIENT_R_NONE);
+    metrics_handshake(mw, 0, SMTP_CLIENT_R_TIMEOUT);
     metrics_tls_failure(mw, 0, SMTP_CLIENT_R_CERT_VERIFY);
     metrics_latency(mw, 0, 0.0005);
     metrics_latency(mw, 0, 0.003);
@@ -120,7 +121,9 @@ static void worker1(struct metrics *m)
     metrics_message(mw, 0, METRICS_DELIVERED);
     metrics_message(mw, 0, METRICS_BOUNCED);
     metrics_message(mw, 1, METRICS_DEAD);
-    metrics_handshake(mw, 1, 0);
+    metrics_handshake(mw, 1, SMTP_CLIENT_R_CERT_VERIFY);
+    metrics_handshake(mw, 1, SMTP_CLIENT_R_INJECTION);
+    metrics_handshake(mw, 1, (enum smtp_client_reason)99); /* out of range: local */
     metrics_tls_failure(mw, 0, SMTP_CLIENT_R_CERT_VERIFY);
     metrics_tls_failure(mw, 1, SMTP_CLIENT_R_TIMEOUT);
     metrics_latency(mw, 0, 400);
@@ -166,12 +169,18 @@ static void test_counters(struct metrics *m)
     CHECK_LINE(t, "ringmail_messages_total{relay=\"mx-a\",status=\"bounced\"} 1");
     CHECK_LINE(t, "ringmail_messages_total{relay=\"mx-a\",status=\"dead\"} 0");
     CHECK_LINE(t, "ringmail_messages_total{" R1 ",status=\"dead\"} 1");
-    CHECK_LINE(t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"ok\"} 2");
-    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\"} 1");
+    /* Every handshake outcome, ok or failed with the reason that ended it. */
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"ok\",reason=\"none\"} 2");
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"failed\",reason=\"timeout\"} 1");
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"ok\",reason=\"none\"} 0");
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"cert-verify\"} 1");
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"injection\"} 1");
+    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"local\"} 1");
+    CHECK(!strstr(t, "result=\"failed\",reason=\"none\""));
     CHECK_LINE(t, "ringmail_tls_failures_total{relay=\"mx-a\",reason=\"cert-verify\"} 2");
     CHECK_LINE(t, "ringmail_tls_failures_total{" R1 ",reason=\"timeout\"} 1");
     CHECK_LINE(t, "ringmail_tls_failures_total{" R1 ",reason=\"no-starttls\"} 0");
-    CHECK(!strstr(t, "reason=\"none\""));
+    CHECK(!strstr(t, "ringmail_tls_failures_total{relay=\"mx-a\",reason=\"none\""));
 
     /* 0.0005, 0.003, 2 and 400 seconds: cumulative buckets. */
     CHECK_LINE(t, "# TYPE ringmail_delivery_latency_seconds histogram");
