@@ -46,6 +46,9 @@ struct config_redis {
     char *retry;                 /* delayed-retry sorted set (default "ringmail:retry") */
     char *state_prefix;          /* per-job state records (default "ringmail:state:") */
     uint64_t events_maxlen;      /* XADD MAXLEN ~ (default 1000000; 0: never trim) */
+    uint64_t dead_maxlen;        /* XADD MAXLEN ~ on the dead stream (default 100000; 0: never) */
+    unsigned outcome_stuck_max;  /* a worker takes no new work while this many jobs are
+                                    stuck in hand, their outcome refused (default 100) */
     unsigned batch;              /* XREADGROUP COUNT (default 256) */
     unsigned block_ms;           /* XREADGROUP BLOCK (default 1000) */
     unsigned claim_min_idle_ms;  /* XAUTOCLAIM min-idle (default 600000) */
@@ -114,6 +117,12 @@ struct config_retry {
     double jitter;         /* each delay * (1 +- jitter) (default 0.2) */
 };
 
+/* What one job (stream entry) may carry; over it, it is dead-lettered. */
+struct config_job {
+    unsigned max_fields; /* default 2000 (JOB_DEFAULT_MAX_FIELDS), at most 2990 */
+    uint64_t max_bytes;  /* octets of names and values; default 67108864 (64 MiB) */
+};
+
 struct config {
     char *source;              /* the file name used in messages */
     unsigned workers;          /* 0: "auto", one per online CPU */
@@ -125,6 +134,7 @@ struct config {
     struct config_relay *relays; /* at least one */
     size_t nrelays;
     struct config_retry retry;
+    struct config_job job;
     /* Things that load but deserve a warning at start (verification off
      * without a pin, ...): "FILE:LINE: KEY: text", one per entry. */
     char **warnings;

@@ -140,6 +140,8 @@ static void dump_redis(struct emit *m, const struct config_redis *r)
     kv_str(m, "retry", r->retry);
     kv_str(m, "state_prefix", r->state_prefix);
     kv_num(m, "events_maxlen", r->events_maxlen);
+    kv_num(m, "dead_maxlen", r->dead_maxlen);
+    kv_num(m, "outcome_stuck_max", r->outcome_stuck_max);
     kv_num(m, "batch", r->batch);
     kv_num(m, "block_ms", r->block_ms);
     kv_num(m, "claim_min_idle_ms", r->claim_min_idle_ms);
@@ -239,6 +241,10 @@ int config_dump(const struct config *c, FILE *f)
     snprintf(jitter, sizeof(jitter), "%g", c->retry.jitter);
     scalar(&m, "jitter", 0);
     scalar(&m, jitter, 0);
+    map_end(&m);
+    map_start(&m, "job");
+    kv_num(&m, "max_fields", c->job.max_fields);
+    kv_num(&m, "max_bytes", c->job.max_bytes);
     map_end(&m);
     map_end(&m);
     event(&m, &ev, yaml_document_end_event_initialize(&ev, 1));

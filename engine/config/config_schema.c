@@ -415,6 +415,8 @@ static const struct cfg_field redis_fields[] = {
     D("retry", cfg_parse_str, retry, 0, 0, 0),
     D("state_prefix", cfg_parse_str, state_prefix, 0, 0, 0),
     D("events_maxlen", cfg_parse_u64, events_maxlen, 0, INT64_MAX, 0),
+    D("dead_maxlen", cfg_parse_u64, dead_maxlen, 0, INT64_MAX, 0),
+    D("outcome_stuck_max", cfg_parse_uint, outcome_stuck_max, 1, 1000000, 0),
     D("batch", cfg_parse_uint, batch, 1, 100000, 0),
     D("block_ms", cfg_parse_uint, block_ms, 1, 60000, 0),
     D("claim_min_idle_ms", cfg_parse_uint, claim_min_idle_ms, 1000, UINT32_MAX, 0),
@@ -493,6 +495,21 @@ static int parse_retry(struct cfg *x, yaml_node_t *v, const char *path, void *ds
                         sizeof(retry_fields) / sizeof(retry_fields[0]), dst);
 }
 
+/* The bounds follow job.h: an outcome write carries the fields again (at
+ * most 3000 in one script call). */
+static const struct cfg_field job_fields[] = {
+    FIELD("max_fields", cfg_parse_uint, struct config_job, max_fields, 16, 2990, 0),
+    FIELD("max_bytes", cfg_parse_u64, struct config_job, max_bytes, 1024, INT64_MAX, 0),
+};
+
+static int parse_job(struct cfg *x, yaml_node_t *v, const char *path, void *dst,
+                     const struct cfg_field *f)
+{
+    (void)f;
+    return cfg_walk_map(x, v, path, x->key_line, job_fields,
+                        sizeof(job_fields) / sizeof(job_fields[0]), dst);
+}
+
 #define C(key, fn, member, min, max, flags) FIELD(key, fn, struct config, member, min, max, flags)
 static const struct cfg_field root_fields[] = {
     C("workers", parse_workers, workers, 1, 1024, 0),
@@ -503,6 +520,7 @@ static const struct cfg_field root_fields[] = {
     C("metrics", parse_metrics, metrics, 0, 0, CFG_SECTION),
     {"relays", parse_relays, 0, 0, 0, CFG_REQUIRED | CFG_SECTION},
     C("retry", parse_retry, retry, 0, 0, CFG_SECTION),
+    C("job", parse_job, job, 0, 0, CFG_SECTION),
 };
 #undef C
 
@@ -512,6 +530,10 @@ static void defaults(struct config *c)
     c->log_level = LOG_INFO;
     c->redis.port = 6379;
     c->redis.events_maxlen = 1000000;
+    c->redis.dead_maxlen = 100000;
+    c->redis.outcome_stuck_max = 100;
+    c->job.max_fields = 2000;
+    c->job.max_bytes = 64ull * 1024 * 1024;
     c->redis.batch = 256;
     c->redis.block_ms = 1000;
     c->redis.claim_min_idle_ms = 600000;

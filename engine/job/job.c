@@ -433,6 +433,25 @@ static char *put_str(char **p, const char *s, size_t n)
     return d;
 }
 
+int job_check_size(size_t nfields, size_t bytes, const struct job_limits *lim, char *reason,
+                   size_t reasonlen)
+{
+    size_t max_fields = lim && lim->max_fields ? lim->max_fields : JOB_DEFAULT_MAX_FIELDS;
+    size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : JOB_DEFAULT_MAX_BYTES;
+
+    if (nfields > max_fields) {
+        job_reason(reason, reasonlen, "too many fields: %zu (job.max_fields is %zu)", nfields,
+                   max_fields);
+        return -1;
+    }
+    if (bytes > max_bytes) {
+        job_reason(reason, reasonlen, "too large: %zu octets (job.max_bytes is %zu)", bytes,
+                   max_bytes);
+        return -1;
+    }
+    return 0;
+}
+
 struct job *job_parse(const char *entry_id, const struct job_field *fields, size_t nfields,
                       const struct job_limits *lim, char *reason, size_t reasonlen)
 {
@@ -455,6 +474,13 @@ struct job *job_parse(const char *entry_id, const struct job_field *fields, size
         job_reason(reason, reasonlen, "no fields");
         return NULL;
     }
+    /* Size first: an entry over the limits is refused before any work on
+     * it, with a reason that names the limit. */
+    total = 0;
+    for (size_t i = 0; i < nfields; i++)
+        total += fields[i].name_len + fields[i].value_len;
+    if (job_check_size(nfields, total, lim, reason, reasonlen) < 0)
+        return NULL;
     max_rcpts = lim->max_rcpts ? lim->max_rcpts : JOB_DEFAULT_MAX_RCPTS;
     max_message = lim->max_message ? lim->max_message : JOB_DEFAULT_MAX_MESSAGE;
     memset(&o, 0, sizeof(o));

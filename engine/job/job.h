@@ -51,6 +51,15 @@
 
 #define JOB_DEFAULT_MAX_RCPTS   1000
 #define JOB_DEFAULT_MAX_MESSAGE (50u * 1024 * 1024)
+/* What a whole entry may carry (job.max_fields, job.max_bytes): room for
+ * 1000 recipients, 100 header.* fields, the known fields and a producer's
+ * own tracking fields; a 50 MiB message with its recipients and headers.
+ * The outcome writes carry the fields again (a retry, a dead letter: at
+ * most 3000 in one script call), so the field limit stays below
+ * JOB_FIELDS_LIMIT. */
+#define JOB_DEFAULT_MAX_FIELDS 2000
+#define JOB_DEFAULT_MAX_BYTES  (64u * 1024 * 1024)
+#define JOB_FIELDS_LIMIT       2990
 /* Longest id field accepted (octets); the Message-ID escapes it in place. */
 #define JOB_ID_MAX 200
 /* A reason buffer of this size never truncates a reason. */
@@ -79,6 +88,8 @@ struct job_limits {
      * octet, until job_free(); a data message is then referenced instead
      * of copied (a 1 MB message is copied once less). */
     int borrow_data;
+    size_t max_fields; /* fields of the entry; 0: JOB_DEFAULT_MAX_FIELDS */
+    size_t max_bytes;  /* octets of names and values; 0: JOB_DEFAULT_MAX_BYTES */
 };
 
 struct job;
@@ -93,6 +104,15 @@ struct job;
 struct job *job_parse(const char *entry_id, const struct job_field *fields, size_t nfields,
                       const struct job_limits *lim, char *reason, size_t reasonlen);
 void job_free(struct job *j);
+
+/*
+ * The entry's size against max_fields and max_bytes (job_parse checks it
+ * first): 0, or -1 with the reason, which names the limit ("too many
+ * fields: 3001 (job.max_fields is 2000)"). A caller that dead-letters such
+ * an entry keeps it bounded: not its fields, only its id and the reason.
+ */
+int job_check_size(size_t nfields, size_t bytes, const struct job_limits *lim, char *reason,
+                   size_t reasonlen);
 
 /* Accessors. Strings are NUL-terminated and live as long as the job. */
 const char *job_id(const struct job *j);

@@ -276,6 +276,18 @@ void metrics_redis_error(struct metrics_worker *mw)
         bump(&mw->redis_errors, 1);
 }
 
+void metrics_outcome_failures(struct metrics_worker *mw, int permanent, uint64_t n)
+{
+    if (mw && n)
+        bump(&mw->outcome_failures[permanent ? 1 : 0], n);
+}
+
+void metrics_set_outcome_stuck(struct metrics_worker *mw, uint64_t n)
+{
+    if (mw)
+        __atomic_store_n(&mw->outcome_stuck, n, __ATOMIC_RELAXED);
+}
+
 void metrics_set_redis_up(struct metrics_worker *mw, int up)
 {
     if (mw)
@@ -447,6 +459,7 @@ void metrics_worker_reset(struct metrics *m, unsigned index)
     slots = metrics_block_slots(mw);
     stack = free_stack(mw);
     __atomic_store_n(&mw->redis_up, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&mw->outcome_stuck, 0u, __ATOMIC_RELAXED); /* its entries left with it */
     for (uint32_t i = 0; i < mw->slots_hw; i++) {
         struct metrics_slot *s = &slots[i];
         if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != METRICS_SLOT_FREE ||

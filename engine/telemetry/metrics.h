@@ -101,6 +101,11 @@ void metrics_latency(struct metrics_worker *mw, unsigned relay, double seconds);
 void metrics_txn_duration(struct metrics_worker *mw, unsigned relay, double seconds);
 /* A Redis command failed (connection lost, error reply). */
 void metrics_redis_error(struct metrics_worker *mw);
+/* n more outcome writes failed: transient (re-sent after a reconnect) or
+ * permanent (refused by Redis: the job is dead-lettered instead). */
+void metrics_outcome_failures(struct metrics_worker *mw, int permanent, uint64_t n);
+/* Jobs this worker holds whose outcome and dead letter Redis refused. */
+void metrics_set_outcome_stuck(struct metrics_worker *mw, uint64_t n);
 /* This worker's Redis connection is up (1) or down (0): readiness. */
 void metrics_set_redis_up(struct metrics_worker *mw, int up);
 

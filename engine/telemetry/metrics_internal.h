@@ -80,6 +80,10 @@ struct metrics_worker {
     uint32_t redis_up;
     uint64_t redis_errors;
     uint64_t slots_full;
+    /* Outcome writes that failed, [0] transient, [1] permanent; jobs stuck
+     * in hand now, their outcome and dead letter refused (a gauge). */
+    uint64_t outcome_failures[2];
+    uint64_t outcome_stuck;
     uint64_t conn_seq; /* ids handed out: the writer's own */
     uint32_t free_top; /* entries on the free stack: the writer's own */
     /* One past the highest slot ever handed out (release store): readers

@@ -320,6 +320,7 @@ int metrics_render(const struct metrics *m, int per_conn, FILE *out)
     uint64_t *conns = calloc(nr * 3u, sizeof(uint64_t)); /* live, verified, ktls per relay */
     struct snapshot snap = {0};
     uint64_t redis_errors = 0, slots_full = 0, ktls_live = 0;
+    uint64_t outcome_failures[2] = {0, 0}, outcome_stuck = 0;
     int rc = -1;
 
     if (!agg || !conns || take_snapshot(m, &snap) < 0)
@@ -331,6 +332,9 @@ int metrics_render(const struct metrics *m, int per_conn, FILE *out)
             sum_relay(&agg[r], &rcs[r]);
         redis_errors += metrics_load(&mw->redis_errors);
         slots_full += metrics_load(&mw->slots_full);
+        outcome_failures[0] += metrics_load(&mw->outcome_failures[0]);
+        outcome_failures[1] += metrics_load(&mw->outcome_failures[1]);
+        outcome_stuck += metrics_load(&mw->outcome_stuck);
     }
     for (size_t i = 0; i < snap.n; i++) {
         const struct metrics_slot *s = &snap.v[i].s;
@@ -419,6 +423,16 @@ int metrics_render(const struct metrics *m, int per_conn, FILE *out)
     }
     family(out, "ringmail_redis_errors_total", "counter", "Failed Redis commands.");
     fprintf(out, "ringmail_redis_errors_total %" PRIu64 "\n", redis_errors);
+    family(out, "ringmail_outcome_write_failures_total", "counter",
+           "Outcome writes that failed: transient (re-sent after a reconnect), permanent "
+           "(refused by Redis; the job is dead-lettered instead).");
+    fprintf(out, "ringmail_outcome_write_failures_total{kind=\"transient\"} %" PRIu64 "\n",
+            outcome_failures[0]);
+    fprintf(out, "ringmail_outcome_write_failures_total{kind=\"permanent\"} %" PRIu64 "\n",
+            outcome_failures[1]);
+    family(out, "ringmail_outcome_stuck_jobs", "gauge",
+           "Jobs held in hand because Redis refused their outcome and their dead letter.");
+    fprintf(out, "ringmail_outcome_stuck_jobs %" PRIu64 "\n", outcome_stuck);
     family(out, "ringmail_worker_restarts_total", "counter", "Worker processes restarted.");
     fprintf(out, "ringmail_worker_restarts_total %" PRIu64 "\n", metrics_load(&h->restarts));
     family(out, "ringmail_worker_redis_up", "gauge", "1 while the worker's Redis link is up.");

@@ -83,7 +83,10 @@ static const char full[] =
     "  schedule: [60, 300, 1800, 7200, 21600]\n"
     "  max_age: 172800\n"
     "  max_attempts: 4\n"
-    "  jitter: 0.5\n";
+    "  jitter: 0.5\n"
+    "job:\n"
+    "  max_fields: 500\n"
+    "  max_bytes: 2048\n";
 
 static void test_full(void)
 {
@@ -119,6 +122,8 @@ static void test_full(void)
     CHECK_INT(c->redis.claim_min_idle_ms, 900000);
     CHECK_INT(c->redis.command_timeout_ms, 3000);
     CHECK_INT(c->redis.state_ttl, 864000);
+    CHECK_INT(c->job.max_fields, 500);
+    CHECK_INT(c->job.max_bytes, 2048);
     CHECK_STR(c->metrics.listen, "[::1]:9999");
     CHECK_STR(c->metrics.host, "::1");
     CHECK_INT(c->metrics.port, 9999);
@@ -228,6 +233,10 @@ static void test_defaults(void)
     CHECK_INT(c->redis.claim_min_idle_ms, 600000);
     CHECK_INT(c->redis.command_timeout_ms, 5000);
     CHECK_INT(c->redis.state_ttl, 604800);
+    CHECK_INT(c->redis.dead_maxlen, 100000);
+    CHECK_INT(c->redis.outcome_stuck_max, 100);
+    CHECK_INT(c->job.max_fields, 2000);
+    CHECK_INT(c->job.max_bytes, 67108864);
     CHECK_STR(c->metrics.listen, "127.0.0.1:9465");
     CHECK_STR(c->metrics.host, "127.0.0.1");
     CHECK_INT(c->metrics.port, 9465);
@@ -400,6 +409,13 @@ static const struct bad bads[] = {
     {"redis:\n  url: redis://h\n  state_ttl: 3600\nrelays: [{name: a, host: h}]\n",
      "ringmail.yaml:3: redis.state_ttl: 3600 seconds is shorter than retry.max_age (172800): "
      "state records must outlive a job's retries"},
+    {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\njob:\n  max_fields: 3000\n",
+     "ringmail.yaml:4: job.max_fields: expected an integer from 16 to 2990, got \"3000\""},
+    {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\njob:\n  max_bytes: 10\n",
+     "ringmail.yaml:4: job.max_bytes: expected an integer from 1024 to 9223372036854775807, got "
+     "\"10\""},
+    {"redis:\n  url: redis://h\n  outcome_stuck_max: 0\nrelays: [{name: a, host: h}]\n",
+     "ringmail.yaml:3: redis.outcome_stuck_max: expected an integer from 1 to 1000000, got \"0\""},
     {"redis:\n  url: redis://h\n  batch: [1]\nrelays: [{name: a, host: h}]\n",
      "ringmail.yaml:3: redis.batch: expected an integer from 1 to 100000, got a list"},
     {"redis: redis://h\nrelays: [{name: a, host: h}]\n",
@@ -746,6 +762,24 @@ static void test_files(void)
     CHECK(c == NULL);
 }
 
+/* The outcome and dead-letter bounds of redis: (their defaults are in
+ * test_defaults, their ranges in the error table). */
+static void test_outcome_bounds(void)
+{
+    char err[CONFIG_ERR_MAX] = "";
+    struct config *c = load("redis:\n  url: redis://h\n  dead_maxlen: 0\n  outcome_stuck_max: 9\n"
+                            "relays: [{name: a, host: h}]\n",
+                            err, sizeof(err));
+    CHECK(c != NULL);
+    if (!c) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK_INT(c->redis.dead_maxlen, 0);
+    CHECK_INT(c->redis.outcome_stuck_max, 9);
+    config_free(c);
+}
+
 int main(void)
 {
     int fd;
@@ -766,6 +800,7 @@ int main(void)
     test_dump();
     test_adapters();
     test_files();
+    test_outcome_bounds();
     unlink(readable);
     return check_done();
 }

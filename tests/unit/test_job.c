@@ -31,7 +31,7 @@ static char reason[JOB_REASON_MAX];
 
 static struct job_limits limits(void)
 {
-    struct job_limits l = {0, 0, relays, 2, "mx.example.net", 1700000000, 0};
+    struct job_limits l = {0, 0, relays, 2, "mx.example.net", 1700000000, 0, 0, 0};
     return l;
 }
 
@@ -873,8 +873,53 @@ static void test_quoted_agreement(void)
     job_free(j);
 }
 
+/* job.max_fields and job.max_bytes: an entry over them is refused first
+ * (before a field is looked at), with a reason that names the limit; the
+ * defaults take 1000 recipients and the unknown fields a producer adds,
+ * and refuse the 3001 fields that no outcome write could carry again. */
+static void test_size_limits(void)
+{
+    static struct job_field f[3001];
+    static char rcpts[1000][24];
+    struct job_limits l = limits();
+    struct job *j;
+    size_t n = 0;
+
+    f[n++] = (struct job_field)FROM;
+    f[n++] = (struct job_field)SUBJ;
+    f[n++] = (struct job_field)TEXT;
+    for (int i = 0; i < 1000; i++) {
+        snprintf(rcpts[i], sizeof(rcpts[i]), "u%d@x.org", i);
+        f[n++] = (struct job_field){"to", 2, rcpts[i], strlen(rcpts[i])};
+    }
+    while (n < 2000)
+        f[n++] = (struct job_field)F("x-track", "1");
+    j = parse_n(f, n, &l); /* at the default limit: accepted */
+    CHECK(j != NULL);
+    job_free(j);
+    while (n < 3001)
+        f[n++] = (struct job_field)F("x-track", "1");
+    CHECK(parse_n(f, n, &l) == NULL);
+    CHECK_STR(reason, "too many fields: 3001 (job.max_fields is 2000)");
+    l.max_fields = 3001;
+    j = parse_n(f, n, &l);
+    CHECK(j != NULL);
+    job_free(j);
+    l = limits();
+    l.max_fields = 4;
+    CHECK(parse_n(f, 5, &l) == NULL);
+    CHECK_STR(reason, "too many fields: 5 (job.max_fields is 4)");
+    l = limits();
+    l.max_bytes = 30;
+    CHECK(parse_n(f, 3, &l) == NULL);
+    CHECK(strncmp(reason, "too large: ", 11) == 0 && strstr(reason, "(job.max_bytes is 30)"));
+    CHECK_INT(job_check_size(2000, JOB_DEFAULT_MAX_BYTES, NULL, reason, sizeof(reason)), 0);
+    CHECK_INT(job_check_size(2000, JOB_DEFAULT_MAX_BYTES + 1, NULL, reason, sizeof(reason)), -1);
+}
+
 int main(void)
 {
+    test_size_limits();
     test_defaults();
     test_options();
     test_addresses();

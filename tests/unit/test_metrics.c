@@ -91,6 +91,9 @@ static void worker0(struct metrics *m)
     metrics_latency(mw, 0, 2.0);
     metrics_txn_duration(mw, 0, 0.02);
     metrics_redis_error(mw);
+    metrics_outcome_failures(mw, 0, 3);
+    metrics_outcome_failures(mw, 1, 2);
+    metrics_set_outcome_stuck(mw, 5);
     metrics_set_redis_up(mw, 1);
     s = metrics_conn_open(mw, 0); /* conn 1: stays open */
     metrics_conn_tls(mw, s, &f);
@@ -213,6 +216,9 @@ static void test_counters(struct metrics *m)
     CHECK_LINE(t, "ringmail_retry_set_size 3");
     CHECK_LINE(t, "ringmail_dead_letter_length 4");
     CHECK_LINE(t, "ringmail_redis_errors_total 1");
+    CHECK_LINE(t, "ringmail_outcome_write_failures_total{kind=\"transient\"} 3");
+    CHECK_LINE(t, "ringmail_outcome_write_failures_total{kind=\"permanent\"} 2");
+    CHECK_LINE(t, "ringmail_outcome_stuck_jobs 5");
     CHECK_LINE(t, "ringmail_worker_restarts_total 1");
     CHECK_LINE(t, "ringmail_worker_redis_up{worker=\"1\"} 1");
     CHECK_LINE(t, "ringmail_metrics_slots_full_total 1");
