@@ -195,6 +195,8 @@ static void take_events(struct sink_conn *c)
             break;
         case SINK_SMTP_EV_CLOSE:
             c->want_close = true;
+            if (ev.point == SINK_SMTP_P_QUIT && !ev.fault)
+                stats(srv)->quits++;
             if (ev.fault) {
                 c->fault_close = true;
                 stats(srv)->fault_disconnects++;

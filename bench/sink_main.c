@@ -56,6 +56,8 @@ static const char usage_text[] =
     "  --no-pipelining --no-chunking --no-8bitmime --no-smtputf8 --no-starttls\n"
     "                           do not offer that extension\n"
     "  --size N                 SIZE limit in octets (default 36700160; 0: no SIZE)\n"
+    "  --max-mails N            a session carries N messages; MAIL after that gets\n"
+    "                           452 4.5.3 Too many messages sent (OpenSMTPD max-mails)\n"
     "  --allow-plaintext        accept MAIL before STARTTLS (default: 530 5.7.0)\n"
     "  --auth USER:PASS         offer AUTH PLAIN LOGIN after TLS and require it\n"
     "\n"
@@ -353,6 +355,7 @@ enum opt {
     O_NO_SMTPUTF8,
     O_NO_STARTTLS,
     O_SIZE,
+    O_MAX_MAILS,
     O_ALLOW_PLAINTEXT,
     O_AUTH,
     O_STORE,
@@ -388,6 +391,7 @@ static const struct option options[] = {
     {"no-smtputf8", no_argument, NULL, O_NO_SMTPUTF8},
     {"no-starttls", no_argument, NULL, O_NO_STARTTLS},
     {"size", required_argument, NULL, O_SIZE},
+    {"max-mails", required_argument, NULL, O_MAX_MAILS},
     {"allow-plaintext", no_argument, NULL, O_ALLOW_PLAINTEXT},
     {"auth", required_argument, NULL, O_AUTH},
     {"store", required_argument, NULL, O_STORE},
@@ -479,6 +483,9 @@ static void parse_args(int argc, char **argv, struct settings *st, struct sink_s
             break;
         case O_SIZE:
             cfg->size_max = parse_num(optarg, "--size", 1ull << 40);
+            break;
+        case O_MAX_MAILS:
+            cfg->max_mails = (unsigned long)parse_num(optarg, "--max-mails", 1ull << 32);
             break;
         case O_ALLOW_PLAINTEXT:
             cfg->allow_plaintext = true;

@@ -462,6 +462,7 @@ static void accept_message(struct sink_smtp *s, enum sink_smtp_point p, bool bda
         return;
     }
     s->queue_id = ++s->cfg->next_queue_id;
+    s->session_mails++;
     s->msg_bdat = bdat;
     s->msgid_len =
         sink_smtp_find_message_id(s->msg.p ? s->msg.p : "", s->msg.len, s->msgid, sizeof(s->msgid));

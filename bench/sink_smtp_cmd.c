@@ -345,6 +345,10 @@ static void cmd_mail(struct sink_smtp *s, const struct arg *a)
         sink_smtp_out_str(s, "503 5.5.1 Error: nested MAIL command\r\n");
         return;
     }
+    if (c->max_mails && s->session_mails >= c->max_mails) {
+        sink_smtp_out_str(s, "452 4.5.3 Too many messages sent\r\n");
+        return;
+    }
     if (!has_prefix(&in, "FROM:")) {
         sink_smtp_out_str(s, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
         return;

@@ -57,6 +57,7 @@ struct sink_smtp {
     bool helo;
     bool tls;
     bool authed;
+    unsigned long session_mails; /* messages accepted in this session */
     char user[USER_MAX];
     enum auth_step auth_step;
     char auth_a[SINK_SMTP_AUTH_LINE_MAX + 1];

@@ -30,6 +30,7 @@ struct sink_stats {
     uint64_t key_updates;
     uint64_t key_updates_skipped_ktls; /* OpenSSL 3.0 cannot rekey a kTLS socket */
     uint64_t fault_disconnects;
+    uint64_t quits; /* sessions the client ended with QUIT */
     uint64_t stalls;
     uint64_t delays;
     uint64_t store_errors;

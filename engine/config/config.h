@@ -52,6 +52,9 @@ struct config_redis {
     unsigned batch;              /* XREADGROUP COUNT (default 256) */
     unsigned block_ms;           /* XREADGROUP BLOCK (default 1000) */
     unsigned claim_min_idle_ms;  /* XAUTOCLAIM min-idle (default 600000) */
+    unsigned claim_interval_ms;  /* each worker's XAUTOCLAIM scan: dead consumers'
+                                    entries, and at once those a drain handed back
+                                    (default 5000) */
     unsigned command_timeout_ms; /* one Redis command (default 5000) */
     unsigned state_ttl;          /* seconds a state record lives (default 604800) */
 };

@@ -433,6 +433,7 @@ static int parse_redis(struct cfg *x, yaml_node_t *v, const char *path, void *ds
     struct {
         char **s;
         const char *def;
+    D("claim_interval_ms", cfg_parse_uint, claim_interval_ms, 100, 3600000, 0),
     } strs[] = {{&r->stream, "ringmail:jobs"},   {&r->group, "ringmail"},
                 {&r->events, "ringmail:events"}, {&r->dead, "ringmail:dead"},
                 {&r->retry, "ringmail:retry"},   {&r->state_prefix, "ringmail:state:"}};
@@ -550,6 +551,7 @@ static int root_rules(struct cfg *x, yaml_node_t *root)
 {
     static const unsigned schedule[] = {60, 300, 1800, 7200, 21600};
     struct config *c = x->c;
+    c->redis.claim_interval_ms = 5000;
     yaml_node_t *redis = cfg_map_get(x, root, "redis", NULL);
     yaml_node_t *retry = cfg_map_get(x, root, "retry", NULL);
     unsigned line = cfg_line(root);

@@ -7,8 +7,10 @@
  * entries that found more than it took has a second one behind it:
  *   1. after every (re)connect: this consumer's pending entries, paged
  *      (XREADGROUP ... STREAMS stream <cursor>, from "0"), from_pending = 1;
- *   2. when the claim timer said so: XAUTOCLAIM with its cursor until the
- *      scan wraps to 0-0, from_pending = 1;
+ *   2. when the claim timer said so (every claim_interval_ms): XAUTOCLAIM
+ *      with its cursor until the scan wraps to 0-0, from_pending = 1; it
+ *      takes a dead consumer's entries, and at once those a draining one
+ *      handed back (queue_handback.c);
  *   3. otherwise: XREADGROUP ... BLOCK block_ms STREAMS stream >.
  * Pending and claimed entries the caller already holds (in hand) are
  * skipped, so a reconnect never hands out a job twice in one process.
@@ -160,14 +162,26 @@ void queue_entry_finished(struct queue *q, const struct queue_key *k)
         set_add(&q->fin, k);
 }
 
-int queue_release(struct queue *q, const char *id)
+static int release(struct queue *q, const char *id, bool unsent)
 {
     struct queue_key k;
 
     if (!id || queue_key_parse(id, strlen(id), &k) || !set_has(&q->hand, &k))
         return -1;
     set_del(&q->hand, &k);
+    if (queue_handback_on(q))
+        queue_handback_add(q, &k, unsent);
     return 0;
+}
+
+int queue_release(struct queue *q, const char *id)
+{
+    return release(q, id, false);
+}
+
+int queue_release_unsent(struct queue *q, const char *id)
+{
+    return release(q, id, true);
 }
 
 /* ---- connection state -------------------------------------------------- */
@@ -269,6 +283,7 @@ static void cmd_up(void *owner)
 
     update_state(q, NULL);
     queue_out_pump(q);
+    queue_handback_up(q);
 }
 
 static void cmd_down(void *owner, const char *why)
@@ -774,6 +789,7 @@ static void teardown(struct queue *q)
     /* Their pending callbacks run now with NULL replies and see closing. */
     queue_redis_free(q->rd);
     queue_redis_free(q->cmd);
+    queue_handback_free(q);
     queue_out_clear(q);
     free(q->hand.v);
     free(q->fin.v);
@@ -815,7 +831,7 @@ void queue_counters(const struct queue *q, struct queue_counters *out)
 
 size_t queue_outbox_len(const struct queue *q)
 {
-    return q->out_len + q->nacks;
+    return q->out_len + q->nacks + queue_handback_len(q);
 }
 
 size_t queue_stuck(const struct queue *q)

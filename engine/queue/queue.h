@@ -225,10 +225,20 @@ int queue_ack(struct queue *q, const struct queue_outcome *o, queue_done_fn *don
 int queue_retry(struct queue *q, const struct queue_outcome *o, queue_done_fn *done, void *arg);
 int queue_dead(struct queue *q, const struct queue_outcome *o, queue_done_fn *done, void *arg);
 
-/* Forget an entry taken but not finished (shutting down): it stays pending
- * in Redis and comes back after claim_min_idle_ms (XAUTOCLAIM). 0, or -1
- * when it was not in hand. */
+/* Forget an entry taken but not finished: it stays pending in Redis and
+ * comes back after claim_min_idle_ms (XAUTOCLAIM), or, after queue_drain(),
+ * at the next XAUTOCLAIM scan of any consumer in the group. 0, or -1 when
+ * it was not in hand. */
 int queue_release(struct queue *q, const char *id);
+/* The same for an entry that never reached a relay and had no state record
+ * before this process wrote data-sent: once handed back, that record is
+ * deleted too (the next consumer sends it as a first attempt). */
+int queue_release_unsent(struct queue *q, const char *id);
+/* Shutting down: entries released from now on are handed back to the group
+ * at once (XCLAIM ... IDLE, queue_handback.c) instead of waiting
+ * claim_min_idle_ms under this consumer's name. Until Redis confirms that,
+ * they count in queue_outbox_len(). */
+void queue_drain(struct queue *q);
 
 /*
  * State record state_prefix + id = state (EX state_ttl): "data-sent" before
@@ -273,6 +283,7 @@ struct queue_counters {
     uint64_t duplicates;                     /* pending entries skipped because in hand */
     uint64_t acked, retried, dead, replayed; /* replayed: status 0 */
     uint64_t write_errors;                   /* status -1 */
+    uint64_t handed_back;                    /* released entries handed back (queue_drain) */
     /* Outcome writes (per job) that failed: transient (a "later" reply, a
      * connection lost with it in flight: re-sent) and permanent (refused:
      * split, dead-lettered or stuck); jobs dead-lettered because their own

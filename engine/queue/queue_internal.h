@@ -151,6 +151,7 @@ struct queue {
     char deadmax[24];
 
     struct queue_counters cnt;
+    struct queue_handback *hb; /* after queue_drain(): entries to hand back */
 };
 
 /* queue.c */
@@ -195,6 +196,17 @@ void queue_fallback_done(struct queue *q, struct queue_op *op, int status);
 void queue_fallback_timer(void *ctx);
 /* queue_free(): drop the stuck ones. */
 void queue_fallback_clear(struct queue *q);
+
+/* queue_handback.c */
+/* queue_drain() was called: released entries go back to the group. */
+bool queue_handback_on(const struct queue *q);
+/* Hand k back (drop_state: and delete its state record). */
+void queue_handback_add(struct queue *q, const struct queue_key *k, bool drop_state);
+/* The command connection is up: send what waits. */
+void queue_handback_up(struct queue *q);
+/* Entries waiting or in flight. */
+size_t queue_handback_len(const struct queue *q);
+void queue_handback_free(struct queue *q);
 
 /* queue_acks.c */
 /* The ack batch in flight finished: the waiting acks go as the next one. */

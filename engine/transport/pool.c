@@ -50,6 +50,10 @@ struct pool {
     struct pool_stats st;
     enum smtp_client_reason last_reason;
     char last_detail[SMTP_CLIENT_REPLY_TEXT_MAX];
+    /* Messages a session took before the relay said "too many messages"
+     * (the least seen; 0: never said): connections rotate at it, so later
+     * bursts do not run into the limit and move their jobs again. */
+    uint64_t learned_max;
     uint64_t rng;
 };
 
@@ -203,6 +207,8 @@ static int needs_rotation(const struct pool *p, const struct pool_slot *s)
         return 1;
     if (p->cfg.max_messages_per_conn && cs.messages >= p->cfg.max_messages_per_conn)
         return 1;
+    if (p->learned_max && cs.messages >= p->learned_max)
+        return 1;
     if (p->cfg.max_bytes_per_conn && cs.bytes_sent >= p->cfg.max_bytes_per_conn)
         return 1;
     if (p->cfg.max_age_ms && loop_now_ms(p->loop) - cs.opened_ms >= p->cfg.max_age_ms)
@@ -271,6 +277,10 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
         /* The server's session limit: the connection ends with QUIT (the
          * client sends it once the burst's replies are in) and is replaced
          * at once; the job goes to the next connection that is idle. */
+        struct conn_stats cs;
+        conn_stats(c, &cs);
+        if (cs.messages && (!p->learned_max || cs.messages < p->learned_max))
+            p->learned_max = cs.messages;
         if (s->st != PS_CLOSING)
             p->st.retirements++;
         s->st = PS_CLOSING;
@@ -424,12 +434,14 @@ static void on_retry(void *ctx)
 static unsigned slot_share(const struct pool *p, const struct pool_slot *s, unsigned idle)
 {
     unsigned want = (unsigned)((p->st.queued + idle - 1) / idle), cap = conn_can_submit(s->conn);
-    if (p->cfg.max_messages_per_conn) {
+    uint64_t max = p->cfg.max_messages_per_conn;
+    if (p->learned_max && (!max || p->learned_max < max))
+        max = p->learned_max;
+    if (max) {
         struct conn_stats cs;
         conn_stats(s->conn, &cs);
-        if (cs.messages < p->cfg.max_messages_per_conn &&
-            p->cfg.max_messages_per_conn - cs.messages < cap)
-            cap = (unsigned)(p->cfg.max_messages_per_conn - cs.messages);
+        if (cs.messages < max && max - cs.messages < cap)
+            cap = (unsigned)(max - cs.messages);
     }
     return want < cap ? want : cap;
 }

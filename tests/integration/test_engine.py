@@ -552,7 +552,7 @@ def main():
     if not fn:
         print("unknown case", case)
         return 64
-    if case in ("retry_then_deliver", "bounce_5yz"):
+    if case in ("retry_then_deliver", "bounce_5yz", "session_limit"):
         fn(lambda flags: Env(ringmail, sink, flags))
     else:
         # A slow reply to the end of data keeps the load going while the test
@@ -574,6 +574,31 @@ def main():
             env.close()
     print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
     return 1 if failures else 0
+
+
+def case_session_limit(env_factory):
+    # The sink ends a session's transactions after 40 messages with
+    # OpenSMTPD's max-mails reply (452 4.5.3 to MAIL): the engine retires
+    # the connection with QUIT and sends the refused transactions on fresh
+    # ones, as no delivery attempt: all delivered once, none deferred, and
+    # every session the sink saw ended with QUIT (the drain's too).
+    env = env_factory(("--max-mails", "40"))
+    try:
+        e = Engine(env, workers=1, connections=2)
+        env.enqueue(300)
+        n = env.wait_events(300, timeout=60)
+        check(n == 300, "300 delivered events, got %d" % n)
+        check(env.count_events("deferred") == 0, "a retirement is no deferral")
+        rc = e.stop()
+        check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
+        stats = env.sink.stop()
+        ids = env.delivered_ids()
+        check(len(ids) == 300 and len(set(ids)) == 300, "sink ids %d/%d" % (len(ids), len(set(ids))))
+        check(stats.get("connections", 0) >= 300 // 40, "fresh sessions: %s" % stats)
+        check(stats.get("quits") == stats.get("connections"),
+              "QUIT on every session (%s of %s)" % (stats.get("quits"), stats.get("connections")))
+    finally:
+        env.close()
 
 
 if __name__ == "__main__":

@@ -517,6 +517,45 @@ def case_insecure_warns(env):
           "a warning at start and one per connection:\n" + out)
 
 
+def session_limit(env, *flags):
+    """OpenSMTPD's max-mails: after 100 messages a session's MAIL gets
+    "452 4.5.3 Too many messages sent". ringmail send retires the session
+    with QUIT and sends the refused transactions on a fresh one: all 200
+    delivered once each, exit 0, and every session the sink saw ended with
+    QUIT (none was reset)."""
+    s = env.sink("--max-mails", "100")
+    rc, out = env.send(s.port, *flags, count=200)
+    stats = expect_delivered(env, s, rc, out, n=200)
+    # (send repeats one message, Message-ID and all: the engine case checks
+    # for duplicates.)
+    check(stats.get("connections", 0) >= 2, "a fresh session after the limit: %s" % stats)
+    check(stats.get("quits") == stats.get("connections"),
+          "every session ends with QUIT (%s of %s did)" % (stats.get("quits"), stats.get("connections")))
+
+
+def case_session_limit_pipelined(env):
+    session_limit(env)
+
+
+def case_session_limit_lockstep(env):
+    session_limit(env, "--pipeline-depth", "1")
+
+
+def case_session_limit_every_mail(env):
+    """A relay that says 452 4.5.3 to every first MAIL: the transaction is
+    moved once, then deferred with the server's reply (exit 75), without
+    looping; each session still ends with QUIT."""
+    s = env.sink("--reply", "MAIL=452:4.5.3 Too many messages sent", store=False)
+    rc, out = env.send(s.port, count=1, timeout=60)
+    check(rc == 75, "temporary failure (75) expected, got %d:\n%s" % (rc, out))
+    check("Too many messages" in out, "the server's reply is reported:\n%s" % out)
+    stats = s.stop()
+    check(stats.get("messages") == 0, "nothing accepted: %s" % stats)
+    # Moved once, to one fresh session (a third may open while send exits).
+    check(2 <= stats.get("connections", 0) <= 3, "no loop: %s" % stats)
+    check(stats.get("quits", 0) >= 2, "QUIT on both refusing sessions: %s" % stats)
+
+
 def case_pool_breaker(env):
     # The pool's circuit breaker, driven by a small C program over the real
     # pool (tests/integration/pool_breaker.c), against an expired certificate.
