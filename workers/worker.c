@@ -163,6 +163,7 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
     qc.batch = r->batch;
     qc.block_ms = r->block_ms;
     qc.claim_min_idle_ms = r->claim_min_idle_ms;
+    qc.claim_interval_ms = r->claim_interval_ms;
     qc.command_timeout_ms = r->command_timeout_ms;
     qc.state_ttl = r->state_ttl;
     w->q = queue_new(w->loop, &qc, &cb, w, err, errlen);
@@ -219,6 +220,10 @@ static void begin_stop(struct worker *w)
     w->stopping = 1;
     w->stop_deadline = loop_now_ms(w->loop) + (uint64_t)w->cfg->shutdown_timeout * 1000;
     queue_fetch(w->q, 0);
+    /* Before the pools fail their queued jobs: those go back to the group
+     * at once, for the other engines to deliver now, not after
+     * claim_min_idle_ms. */
+    queue_drain(w->q);
     for (i = 0; i < w->nrelays; i++)
         pool_drain(w->relays[i].pool);
     snprintf(idx, sizeof(idx), "%u", w->index);
@@ -319,11 +324,14 @@ int worker_main(const struct config *cfg, unsigned index)
         }
     }
     {
-        char a[32], b[32];
+        char a[32], b[32], c[32];
+        struct queue_counters qc;
+        queue_counters(w.q, &qc);
         snprintf(a, sizeof(a), "%llu", (unsigned long long)w.resent_data_sent);
         snprintf(b, sizeof(b), "%llu", (unsigned long long)w.acked_done);
+        snprintf(c, sizeof(c), "%llu", (unsigned long long)qc.handed_back);
         log_event(LOG_INFO, "worker_stopped", "worker", idx, "resent_after_data_sent", a,
-                  "acked_already_done", b, NULL);
+                  "acked_already_done", b, "handed_back", c, NULL);
     }
     teardown(&w);
     return 0;

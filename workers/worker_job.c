@@ -293,8 +293,13 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
     struct queue_outcome o;
 
     if (w->stopping && reason == SMTP_CLIENT_R_LOCAL && !pj->txn.body_started) {
-        /* Never tried: leave it pending in Redis for whoever comes next. */
-        queue_release(w->q, wj->entry);
+        /* Never tried: hand it back to the group for whoever comes next.
+         * Its data-sent record is this process's own (no earlier attempt
+         * had one) unless it was resent: then it stays. */
+        if (wj->resent)
+            queue_release(w->q, wj->entry);
+        else
+            queue_release_unsent(w->q, wj->entry);
         wjob_finish(wj);
         return;
     }

@@ -145,6 +145,7 @@ static void dump_redis(struct emit *m, const struct config_redis *r)
     kv_num(m, "batch", r->batch);
     kv_num(m, "block_ms", r->block_ms);
     kv_num(m, "claim_min_idle_ms", r->claim_min_idle_ms);
+    kv_num(m, "claim_interval_ms", r->claim_interval_ms);
     kv_num(m, "command_timeout_ms", r->command_timeout_ms);
     kv_num(m, "state_ttl", r->state_ttl);
     map_end(m);

@@ -112,14 +112,16 @@ retry:
 
 
 class Engine:
-    def __init__(self, env, workers=2, connections=4, instance=None, log_level="info"):
+    def __init__(self, env, workers=2, connections=4, instance=None, log_level="info",
+                 edit=None):
         self.path = os.path.join(env.dir, "ringmail-%d.yaml" % len(env.engines))
         self.metrics_port = free_port()
+        text = CONFIG.format(workers=workers, redis_port=env.redis.port,
+                             sink_port=env.sink.port, ca=env.pki.path("root.pem"),
+                             connections=connections, metrics_port=self.metrics_port)
+        text = text.replace("log_level: info", "log_level: " + log_level)
         with open(self.path, "w") as f:
-            f.write(CONFIG.format(workers=workers, redis_port=env.redis.port,
-                                  sink_port=env.sink.port, ca=env.pki.path("root.pem"),
-                                  connections=connections, metrics_port=self.metrics_port)
-                    .replace("log_level: info", "log_level: " + log_level))
+            f.write(edit(text) if edit else text)
         self.log = open(os.path.join(env.dir, "engine-%d.log" % len(env.engines)), "w+")
         args = [env.ringmail, "run", "-c", self.path]
         if instance:
@@ -543,6 +545,53 @@ def case_many_recipients(env):
     check(len(late) == 4, "recipients past the 64th are delivered too: %d" % len(late))
     e.stop()
 
+def pending_of(env, consumer):
+    """The entry IDs pending to one consumer of the group."""
+    out = subprocess.run(["redis-cli", "-p", str(env.redis.port), "--raw", "XPENDING",
+                          "ringmail:jobs", "ringmail", "-", "+", "100000", consumer],
+                         capture_output=True, text=True, timeout=30).stdout.split()
+    return [x for x in out if re.match(r"^\d+-\d+$", x)]
+
+
+def case_drain_hands_back(env):
+    # Engine A takes every job and sends them slowly (each BDAT answered 1 s
+    # late, one connection); SIGTERM A while it holds them. The jobs it never
+    # started go back to the group at once: B delivers each of them within
+    # 10 s of A's exit, though claim_min_idle_ms is 10 minutes (as by default).
+    def edit(text):
+        return text.replace("claim_min_idle_ms: 3000", "claim_min_idle_ms: 600000")
+    total = 16  # one read: A's first look at the jobs takes 16
+    env.enqueue(total)
+    a = Engine(env, workers=1, connections=1, instance="host-a", edit=edit)
+    harness.wait_for(lambda: len(pending_of(env, "host-a:worker-0")) == total, 20)
+    held = pending_of(env, "host-a:worker-0")
+    check(len(held) == total, "A took every job: %d of %d" % (len(held), total))
+    b = Engine(env, workers=1, connections=4, instance="host-b", edit=edit)
+    harness.wait_for(lambda: '"event":"worker_ready"' in b.output(), 20)
+    before = env.count_events("delivered")
+    rc = a.stop()
+    exited = time.time()
+    check(rc == 0, "A drains and exits 0, got %s" % rc)
+    check(before < total, "SIGTERM came while A held jobs (%d of %d delivered)" % (before, total))
+    harness.wait_for(lambda: env.count_events("delivered") >= total, 30)
+    took = time.time() - exited
+    n = env.count_events("delivered")
+    check(n == total, "every job delivered: %d of %d" % (n, total))
+    check(took <= 10, "B delivered them within 10 s of A's exit: %.1f s" % took)
+    rc = b.stop()
+    check(rc == 0, "B exits 0, got %s" % rc)
+    ids = sink_ids(env)
+    check(len(ids) == total and len(set(ids)) == total,
+          "each exactly once at the sink: %d messages, %d distinct" % (len(ids), len(set(ids))))
+    m = re.search(r'"event":"worker_stopped".*"handed_back":"(\d+)"', a.output())
+    handed = int(m.group(1)) if m else 0
+    check(handed > 0, "A handed jobs back: %s" % (m and m.group(0)))
+    # What A never started had only A's own data-sent record, deleted with
+    # the hand-back: B sends them as first attempts, not as resends.
+    check('"event":"job_resent"' not in b.output(), "B resent nothing")
+    print("held by A: %d, delivered by A before its exit: %d, handed back: %d, "
+          "all delivered %.1f s after A's exit" % (len(held), total - handed, handed, took))
+
 
 def main():
     ringmail, sink, case = sys.argv[1:4]
@@ -562,6 +611,7 @@ def main():
                  "redis_kill9": ("--delay", "BDAT=20"),
                  "sighup_reload": ("--delay", "BDAT=20"),
                  "long_send_not_stolen": ("--delay", "BDAT=7000"),
+                 "drain_hands_back": ("--delay", "BDAT=1000"),
                  "many_recipients": ("--reply", "RCPT=451@7")}.get(case, ())
         env = Env(ringmail, sink, flags, aof=(case == "redis_kill9"))
         try:

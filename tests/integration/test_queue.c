@@ -794,6 +794,66 @@ static void test_dead_trim(void)
     queue_free(q);
 }
 
+/* A draining consumer hands back what it released: another consumer's
+ * XAUTOCLAIM takes it at its next scan although its min-idle is ten
+ * minutes. An entry released before queue_drain() waits as before; one
+ * another consumer took meanwhile stays with that one; the data-sent
+ * record goes only with queue_release_unsent(). */
+static void test_handback(void)
+{
+    struct queue_config c = config("t17", "leaving");
+    struct queue_counters qc;
+    char ids[4][48];
+    struct got g, g2;
+    struct queue *q;
+    redisReply *r;
+    int i;
+
+    xadd(&srv, "t17:jobs", 4, ids);
+    q = start(&c, &g);
+    queue_fetch(q, 4);
+    CHECK(run_until(NULL, &g.n, 4, 3000));
+    queue_fetch(q, 0);
+    for (i = 1; i <= 2; i++)
+        CHECK_INT(queue_state_set(q, ids[i], "data-sent", on_done, &g), 0);
+    CHECK(run_until(&g.ndone, NULL, 2, 3000));
+    freeReplyObject(rc(&srv, "XCLAIM t17:jobs g other 0 %s JUSTID", ids[3]));
+    CHECK_INT(queue_release(q, ids[0]), 0);
+    queue_drain(q);
+    CHECK_INT(queue_release_unsent(q, ids[1]), 0);
+    CHECK_INT(queue_release(q, ids[2]), 0);
+    CHECK_INT(queue_release_unsent(q, ids[3]), 0);
+    CHECK(queue_outbox_len(q) > 0); /* a drain waits for the hand-back */
+    for (i = 0; i < 150 && queue_outbox_len(q); i++)
+        run_for(20);
+    CHECK_INT(queue_outbox_len(q), 0);
+    queue_counters(q, &qc);
+    CHECK_INT(qc.handed_back, 2);
+    CHECK_INT(rc_int(&srv, "EXISTS t17:state:%s", ids[1]), 0);
+    CHECK_INT(rc_int(&srv, "EXISTS t17:state:%s", ids[2]), 1);
+    r = rc(&srv, "XPENDING t17:jobs g - + 10 other");
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    freeReplyObject(r);
+    queue_free(q);
+
+    c = config("t17", "arriving");
+    c.claim_min_idle_ms = 600000;
+    c.claim_interval_ms = 100;
+    c.block_ms = 50;
+    q = start(&c, &g2);
+    queue_fetch(q, 10);
+    CHECK(run_until(NULL, &g2.n, 2, 3000));
+    run_for(400);
+    CHECK_INT(g2.n, 2);
+    CHECK_STR(g2.id[0], ids[1]);
+    CHECK_STR(g2.id[1], ids[2]);
+    CHECK_INT(g2.from_pending[0], 1);
+    r = rc(&srv, "XPENDING t17:jobs g - + 10 leaving");
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1); /* ids[0] waits */
+    freeReplyObject(r);
+    queue_free(q);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/ringmail-queue-XXXXXX";
@@ -827,6 +887,7 @@ int main(void)
     test_retry_dead();
     test_pending_restart();
     test_autoclaim();
+    test_handback();
     test_state();
     test_kill_restart();
     test_timeout();

@@ -231,6 +231,7 @@ static void test_defaults(void)
     CHECK_INT(c->redis.batch, 256);
     CHECK_INT(c->redis.block_ms, 1000);
     CHECK_INT(c->redis.claim_min_idle_ms, 600000);
+    CHECK_INT(c->redis.claim_interval_ms, 5000);
     CHECK_INT(c->redis.command_timeout_ms, 5000);
     CHECK_INT(c->redis.state_ttl, 604800);
     CHECK_INT(c->redis.dead_maxlen, 100000);
@@ -403,6 +404,8 @@ static const struct bad bads[] = {
      "ringmail.yaml:4: metrics.listen: expected HOST:PORT or [IPV6]:PORT, got \"9465\""},
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nmetrics:\n  listen: \"::1:9465\"\n",
      "ringmail.yaml:4: metrics.listen: expected HOST:PORT or [IPV6]:PORT, got \"::1:9465\""},
+    {"redis:\n  url: redis://h\n  claim_interval_ms: 50\nrelays: [{name: a, host: h}]\n",
+     "ringmail.yaml:3: redis.claim_interval_ms: expected an integer from 100 to 3600000, got \"50\""},
     {"redis:\n  url: redis://h\n  block_ms: 5000\nrelays: [{name: a, host: h}]\n",
      "ringmail.yaml:3: redis.block_ms: 5000 must be below command_timeout_ms (5000), or every "
      "idle read would time out"},
@@ -570,6 +573,20 @@ static void test_redis_password_file(void)
     CHECK(c == NULL);
     CHECK_STR(err, "ringmail.yaml:3: redis.password_file: the url already holds a password; keep "
                    "one of them");
+    config_free(c);
+}
+
+/* redis.claim_interval_ms: how often each worker's XAUTOCLAIM scan runs
+ * (it also takes what a draining engine handed back). */
+static void test_claim_interval(void)
+{
+    char err[CONFIG_ERR_MAX] = "";
+    struct config *c =
+        load("redis:\n  url: redis://h\n  claim_interval_ms: 2500\nrelays: [{name: a, host: h}]\n",
+             err, sizeof(err));
+    CHECK(c != NULL);
+    if (c)
+        CHECK_INT(c->redis.claim_interval_ms, 2500);
     config_free(c);
 }
 
@@ -796,6 +813,7 @@ int main(void)
     test_errors();
     test_urls();
     test_redis_password_file();
+    test_claim_interval();
     test_warnings();
     test_dump();
     test_adapters();
