@@ -744,7 +744,7 @@ int smtp_client_quit(struct smtp_client *c)
 
 int smtp_client_quitting(const struct smtp_client *c)
 {
-    return c->st == ST_QUIT || (c->quit_due && c->st != ST_CLOSED && c->st != ST_FAILED);
+    return c->st == ST_QUIT;
 }
 
 static int has_text(const struct smtp_reply *r, const char *needle)
