@@ -160,6 +160,7 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
              consumer_prefix[0] ? consumer_prefix : w->cfg->ehlo_name, w->index);
     qc.consumer = w->consumer;
     qc.events_maxlen = r->events_maxlen;
+    qc.dead_maxlen = r->dead_maxlen;
     qc.batch = r->batch;
     qc.block_ms = r->block_ms;
     qc.claim_min_idle_ms = r->claim_min_idle_ms;
@@ -195,6 +196,8 @@ void worker_refill(struct worker *w)
     if (w->stopping)
         return;
     unsigned room = w->inflight < w->max_inflight ? w->max_inflight - w->inflight : 0;
+    if (w->stuck_paused)
+        room = 0; /* Redis refuses outcomes: every job taken would be stuck too */
     if (!w->avg_job_bytes && room > 16)
         room = 16; /* a first look at how large the jobs are */
     if (room && w->avg_job_bytes > 0) {
@@ -315,12 +318,30 @@ int worker_main(const struct config *cfg, unsigned index)
     while (!w.stopping || !drained(&w)) {
         if (loop_run_once(w.loop, 200) < 0)
             break;
+        worker_job_tick(&w);
         if (stop_requested && !w.stopping)
             begin_stop(&w);
         if (w.stopping && loop_now_ms(w.loop) > w.stop_deadline) {
             log_event(LOG_WARN, "worker_drain_timeout", "worker", idx, "detail",
                       "in-flight jobs stay pending in Redis and will be redelivered", NULL);
             break;
+        }
+    }
+    {
+        /* Drained means every entry ended in an outcome or a release: one
+         * still in hand was lost track of (or is stuck: Redis refused its
+         * outcome and its dead letter), and stays pending in Redis. */
+        struct queue_counters hq;
+        queue_counters(w.q, &hq);
+        if (hq.in_hand) {
+            char n[24], s[24];
+            snprintf(n, sizeof(n), "%zu", hq.in_hand);
+            snprintf(s, sizeof(s), "%zu", hq.stuck);
+            log_event(LOG_ERROR, "worker_drain_in_hand", "worker", idx, "in_hand", n, "stuck", s,
+                      "detail",
+                      "entries still in hand at the end of the drain: they stay pending in "
+                      "Redis and are redelivered after claim_min_idle_ms",
+                      NULL);
         }
     }
     {

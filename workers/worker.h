@@ -51,6 +51,10 @@ struct worker {
     /* Redelivered entries whose state record said data-sent (resent with
      * the same Message-ID) or done (only acknowledged). */
     uint64_t resent_data_sent, acked_done;
+    /* worker_job_tick(): the queue's outcome-failure counts already in
+     * the metrics, and whether stuck jobs stopped new work. */
+    uint64_t outcome_transient_seen, outcome_permanent_seen;
+    int stuck_paused;
     struct metrics_worker *mw; /* NULL when metrics are off */
     struct loop_timer stats_timer;
 };

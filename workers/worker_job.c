@@ -4,6 +4,7 @@
  */
 #include "worker_job.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct wjob {
     struct smtp_client_rcpt_result *results;
     char *wire;
     int resent;         /* redelivered with state data-sent */
+    int oversize;       /* over job.max_fields or job.max_bytes: dead-lettered bounded */
     uint64_t submitted; /* loop clock when handed to the pool */
 };
 
@@ -106,11 +108,33 @@ static void wjob_finish(struct wjob *wj)
     worker_refill(w);
 }
 
+/*
+ * A job whose outcome cannot even be queued (no memory, the outbox full):
+ * its entry leaves the in-hand set, stays pending in Redis and comes back
+ * after claim_min_idle_ms. Never only wjob_finish(): the refresh would keep
+ * the entry from ever looking idle, and nobody would deliver it until this
+ * worker restarts.
+ */
+static void wjob_release(struct wjob *wj, const char *what)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail), "%s: %s; released, redelivered after claim_min_idle_ms",
+             what, strerror(errno));
+    log_event(LOG_ERROR, "job_released", "entry", wj->entry, "detail", detail, NULL);
+    queue_release(wj->w->q, wj->entry);
+    wjob_finish(wj);
+}
+
 static void on_written(void *arg, int status)
 {
     struct wjob *wj = arg;
     if (status < 0) {
-        log_event(LOG_ERROR, "outcome_write_failed", "entry", wj->entry, NULL);
+        /* The queue took the entry over: it dead-letters it with the Redis
+         * error as reason, or keeps it in hand (never sent again) until it
+         * can (queue_fallback.c). */
+        log_event(LOG_ERROR, "outcome_write_failed", "entry", wj->entry, "id",
+                  wj->job ? job_id(wj->job) : "", "detail",
+                  "Redis refused the outcome: the job is dead-lettered instead", NULL);
         metrics_redis_error(wj->w->mw);
     }
     wjob_finish(wj);
@@ -193,9 +217,9 @@ static void record(struct wjob *wj, const char *status)
 static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
 {
     struct queue_outcome o;
-    struct queue_field set[2];
+    struct queue_field set[4], idf[1];
     struct events local;
-    char attempt[16];
+    char attempt[16], nf[24], nb[24];
 
     memset(&local, 0, sizeof(local));
     if (!ev) {
@@ -221,11 +245,28 @@ static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
     o.nset = 2;
     o.event_list = ev->e;
     o.nevent_list = ev->n;
+    o.job_id = wj->job ? job_id(wj->job) : NULL;
+    if (wj->oversize) {
+        /* Not the fields that made it too large (no outcome write could
+         * carry 3000 of them): its id when that is short, its size. */
+        o.njob = 0;
+        for (size_t i = 0; i < wj->nfields; i++)
+            if (!strcmp(wj->fields[i].name, "id") && wj->fields[i].value_len <= JOB_ID_MAX) {
+                idf[0] = wj->fields[i];
+                o.job = idf;
+                o.njob = 1;
+            }
+        snprintf(nf, sizeof(nf), "%zu", wj->nfields);
+        snprintf(nb, sizeof(nb), "%zu", wj->bytes);
+        set[2] = queue_str("fields", nf);
+        set[3] = queue_str("bytes", nb);
+        o.nset = 4;
+    }
     log_event(LOG_WARN, "job_dead", "id", wj->job ? job_id(wj->job) : wj->entry, "reason", reason,
               NULL);
     /* The queue has serialised everything it needs when it returns. */
     if (queue_dead(wj->w->q, &o, on_written, wj) != 0)
-        wjob_finish(wj);
+        wjob_release(wj, "dead letter not queued");
     events_free(&local);
 }
 
@@ -271,8 +312,9 @@ static void retry(struct wjob *wj, const char *const *rcpts, const int *temp, si
     o.event_list = ev->e;
     o.nevent_list = ev->n;
     o.delay_ms = delay > 0 ? (uint64_t)delay : 0;
+    o.job_id = job_id(wj->job);
     if (queue_retry(w->q, &o, on_written, wj) != 0)
-        wjob_finish(wj);
+        wjob_release(wj, "retry not queued");
     free(f); /* the queue serialised it */
 }
 
@@ -348,8 +390,9 @@ static void on_done(struct pool_job *pj, enum smtp_client_reason reason, const c
         o.id = wj->entry;
         o.event_list = ev.e;
         o.nevent_list = ev.n;
+        o.job_id = job_id(wj->job);
         if (queue_ack(w->q, &o, on_written, wj) != 0)
-            wjob_finish(wj);
+            wjob_release(wj, "ack not queued");
     }
     free(temp);
     events_free(&ev);
@@ -466,8 +509,9 @@ static void on_state(void *arg, int status, const char *state)
         memset(&o, 0, sizeof(o));
         o.id = wj->entry;
         o.no_event = 1;
+        o.job_id = job_id(wj->job);
         if (queue_ack(w->q, &o, on_written, wj) != 0)
-            wjob_finish(wj);
+            wjob_release(wj, "ack not queued");
         return;
     }
     if (status == 1 && state && !strcmp(state, "data-sent")) {
@@ -486,8 +530,10 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
     struct job_limits lim;
     size_t i;
 
-    if (w->stopping) {
-        /* A read that was in flight when the drain began: not ours now. */
+    if (w->stopping || w->stuck_paused) {
+        /* A read that was in flight when the drain began, or when stuck
+         * outcomes stopped new work: not ours now (pending, unsent: whoever
+         * claims it sends it once). */
         for (i = 0; i < n; i++)
             queue_release(w->q, e[i].id);
         return;
@@ -498,6 +544,8 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
     lim.msgid_domain = w->cfg->ehlo_name;
     lim.now = (long long)(wall_ms() / 1000);
     lim.borrow_data = 1; /* wjob_new's copy lives until wjob_finish() */
+    lim.max_fields = w->cfg->job.max_fields;
+    lim.max_bytes = w->cfg->job.max_bytes;
     for (i = 0; i < n; i++) {
         struct wjob *wj = wjob_new(w, &e[i]);
         char reason[JOB_REASON_MAX];
@@ -506,6 +554,12 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
             continue;
         }
         w->inflight++;
+        if (job_check_size(wj->nfields, wj->bytes - 2 * wj->nfields, &lim, reason,
+                           sizeof(reason)) < 0) {
+            wj->oversize = 1;
+            dead_letter(wj, reason, NULL);
+            continue;
+        }
         wj->job = job_parse(wj->entry, (const struct job_field *)(const void *)wj->fields,
                             wj->nfields, &lim, reason, sizeof(reason));
         if (!wj->job) {
@@ -519,6 +573,34 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
             claim(wj);
         }
     }
+}
+
+void worker_job_tick(struct worker *w)
+{
+    struct queue_counters k;
+    size_t max = w->cfg->redis.outcome_stuck_max;
+    int paused;
+    char n[24];
+
+    queue_counters(w->q, &k);
+    metrics_outcome_failures(w->mw, 0, k.outcome_transient - w->outcome_transient_seen);
+    metrics_outcome_failures(w->mw, 1, k.outcome_permanent - w->outcome_permanent_seen);
+    w->outcome_transient_seen = k.outcome_transient;
+    w->outcome_permanent_seen = k.outcome_permanent;
+    metrics_set_outcome_stuck(w->mw, k.stuck);
+    paused = max && k.stuck >= max;
+    if (paused == w->stuck_paused)
+        return;
+    w->stuck_paused = paused;
+    snprintf(n, sizeof(n), "%zu", k.stuck);
+    if (paused)
+        log_event(LOG_ERROR, "worker_paused", "stuck", n, "detail",
+                  "redis.outcome_stuck_max jobs are in hand whose outcome and dead letter Redis "
+                  "refuses: taking no new work until they are written",
+                  NULL);
+    else
+        log_event(LOG_INFO, "worker_resumed", "stuck", n, NULL);
+    worker_refill(w);
 }
 
 void worker_on_queue_state(void *user, enum queue_state st, const char *detail)

@@ -650,6 +650,171 @@ def case_session_limit(env_factory):
     finally:
         env.close()
 
+# ---- outcomes Redis refuses, jobs over the limits (A) --------------------------
+
+def engine_with(env, redis_extra="", url_user=None, root_extra="", **kw):
+    """An Engine whose config has redis_extra under redis:, root_extra at the
+    end, and (url_user) an ACL user:password in the URL."""
+    global CONFIG
+    saved = CONFIG
+    text = CONFIG.replace("  claim_min_idle_ms: 3000\n",
+                          "  claim_min_idle_ms: 3000\n" + redis_extra) + root_extra
+    if url_user:
+        text = text.replace("redis://127.0.0.1", "redis://%s@127.0.0.1" % url_user)
+    CONFIG = text
+    try:
+        return Engine(env, **kw)
+    finally:
+        CONFIG = saved
+
+
+def dead_entries(env):
+    """The dead-letter stream's entries as dicts."""
+    out = subprocess.run(["redis-cli", "-p", str(env.redis.port), "--raw", "XRANGE",
+                          "ringmail:dead", "-", "+"], capture_output=True, text=True).stdout
+    entries, cur = [], None
+    lines = out.split("\n")
+    i = 0
+    while i < len(lines):
+        if re.match(r"^\d+-\d+$", lines[i]):
+            cur = {}
+            entries.append(cur)
+            i += 1
+        elif cur is not None and i + 1 < len(lines):
+            cur[lines[i]] = lines[i + 1]
+            i += 2
+        else:
+            i += 1
+    return entries
+
+
+def metric(e, name):
+    """A sample's value from the engine's /metrics, or None."""
+    import urllib.request
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % e.metrics_port,
+                                      timeout=5).read().decode()
+    except Exception:
+        return None
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def refused_outcomes(env, e, total, reason_has):
+    """Every job sent once, dead-lettered with the Redis error, none pending,
+    even after three claim_min_idle_ms (3 s) more."""
+    env.enqueue(total)
+    harness.wait_for(lambda: env.redis.cli("XLEN", "ringmail:dead") == str(total), 60)
+    time.sleep(10)  # past claim_min_idle_ms three times: no XAUTOCLAIM resend
+    dead = dead_entries(env)
+    check(len(dead) == total, "%d dead letters, want %d" % (len(dead), total))
+    check(all(reason_has in d.get("reason", "") and
+              d["reason"].startswith("outcome write refused by Redis: ") for d in dead),
+          "each dead letter's reason is the Redis error (%s): %s" % (reason_has, dead[:1]))
+    check(all(d.get("outcome") == "delivered" and d.get("id") and d.get("entry") for d in dead),
+          "each dead letter names its entry, id and refused outcome: %s" % dead[:1])
+    pend = env.redis.cli("XPENDING", "ringmail:jobs", "ringmail").split()
+    check(pend[:1] == ["0"], "nothing left pending: %s" % pend[:1])
+    perm = metric(e, 'ringmail_outcome_write_failures_total{kind="permanent"}')
+    check(perm == total, "ringmail_outcome_write_failures_total{kind=\"permanent\"} %s" % perm)
+    check('"event":"outcome_refused"' in e.output(), "an outcome_refused log line")
+    rc = e.stop()
+    check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
+    check('"event":"worker_drain_in_hand"' not in e.output(), "nothing in hand at the drain")
+    ids = sink_ids(env)
+    check(len(ids) == total and len(set(ids)) == total,
+          "the sink got each message exactly once: %d messages, %d unique, want %d" %
+          (len(ids), len(set(ids)), total))
+
+
+def case_outcome_noperm(env):
+    # An ACL user that may read the events stream but not write it (Redis 7
+    # selectors: %R~); everything else it may do.
+    env.redis.cli("ACL", "SETUSER", "eng", "on", ">pw", "resetkeys", "~ringmail:jobs",
+                  "~ringmail:dead", "~ringmail:retry", "~ringmail:state:*",
+                  "%R~ringmail:events", "+@all")
+    e = engine_with(env, url_user="eng:pw", workers=1, connections=2)
+    refused_outcomes(env, e, 30, "NOPERM")
+
+
+def case_outcome_wrongtype(env):
+    env.redis.cli("SET", "ringmail:events", "not-a-stream")
+    e = engine_with(env, workers=2, connections=2)
+    refused_outcomes(env, e, 30, "WRONGTYPE")
+
+
+def case_outcome_stuck(env):
+    # Neither the events nor the dead stream writable: the jobs stay in
+    # hand (never sent again), counted and logged; at outcome_stuck_max the
+    # worker takes no new work.
+    env.redis.cli("ACL", "SETUSER", "eng", "on", ">pw", "resetkeys", "~ringmail:jobs",
+                  "~ringmail:retry", "~ringmail:state:*", "%R~ringmail:events",
+                  "%R~ringmail:dead", "+@all")
+    e = engine_with(env, redis_extra="  outcome_stuck_max: 5\n", url_user="eng:pw",
+                    workers=1, connections=2)
+    env.enqueue(10)
+    harness.wait_for(lambda: metric(e, "ringmail_outcome_stuck_jobs") == 10, 60)
+    check(metric(e, "ringmail_outcome_stuck_jobs") == 10,
+          "10 jobs stuck: %s" % metric(e, "ringmail_outcome_stuck_jobs"))
+    env.enqueue(10)
+    time.sleep(10)  # past claim_min_idle_ms three times
+    check(metric(e, "ringmail_outcome_stuck_jobs") == 10, "paused: no new job taken")
+    perm = metric(e, 'ringmail_outcome_write_failures_total{kind="permanent"}')
+    check(perm is not None and perm >= 10, "permanent outcome failures counted: %s" % perm)
+    out = e.output()
+    for ev in ("outcome_refused", "outcome_stuck", "worker_paused"):
+        check('"event":"%s"' % ev in out, "a %s log line" % ev)
+    pend = env.redis.cli("XPENDING", "ringmail:jobs", "ringmail").split()
+    check(pend[:1] and int(pend[0]) >= 10, "the stuck jobs stay pending: %s" % pend[:1])
+    check(env.redis.cli("XLEN", "ringmail:dead") == "0", "no dead letter could be written")
+    e.stop()
+    check('"event":"worker_drain_in_hand"' in e.output(),
+          "the drain says what is still in hand")
+    ids = sink_ids(env)
+    check(len(ids) == 10 and len(set(ids)) == 10,
+          "the first 10 sent exactly once, the other 10 not taken: %d messages, %d unique" %
+          (len(ids), len(set(ids))))
+
+
+def case_oversize_job(env):
+    # 3001 fields (the outcome scripts take 3000) and an expiry in the past:
+    # dead at once, and its dead letter must not carry the fields. Another
+    # over job.max_bytes.
+    e = engine_with(env, root_extra="job:\n  max_bytes: 100000\n", workers=1, connections=2)
+    args = ["XADD", "ringmail:jobs", "*", "from", "a@example.org", "to", "b@example.net",
+            "subject", "s", "text", "x", "expires", "1", "id", "wide-1"]
+    for i in range(3001 - 6):
+        args += ["x-f%d" % i, "1"]
+    env.redis.cli(*args)
+    # The large value on stdin (-x): over the argument size limit of exec.
+    subprocess.run(["redis-cli", "-p", str(env.redis.port), "-x", "XADD", "ringmail:jobs", "*",
+                    "from", "a@example.org", "to", "b@example.net", "subject", "s", "id",
+                    "big-1", "text"], input="y" * 150000, capture_output=True, text=True,
+                   timeout=30)
+    env.enqueue(5)
+    n = env.wait_events(5, timeout=60)
+    check(n == 5, "the others flowed: %d" % n)
+    harness.wait_for(lambda: env.redis.cli("XLEN", "ringmail:dead") == "2", 20)
+    dead = {d.get("id"): d for d in dead_entries(env)}
+    wide, big = dead.get("wide-1", {}), dead.get("big-1", {})
+    check(wide.get("reason") == "too many fields: 3001 (job.max_fields is 2000)",
+          "the field limit is the reason: %s" % wide.get("reason"))
+    check(wide.get("fields") == "3001" and len(wide) < 10,
+          "a bounded dead letter: %d fields" % len(wide))
+    check(big.get("reason", "").startswith("too large: ") and
+          "(job.max_bytes is 100000)" in big.get("reason", ""),
+          "the byte limit is the reason: %s" % big.get("reason"))
+    check("text" not in big, "the dead letter does not carry the large fields")
+    pend = env.redis.cli("XPENDING", "ringmail:jobs", "ringmail").split()
+    check(pend[:1] == ["0"], "nothing pending: %s" % pend[:1])
+    rc = e.stop()
+    check(rc == 0, "exit 0, got %s" % rc)
+    check('"event":"worker_drain_in_hand"' not in e.output(), "nothing left in hand at the drain")
+    check(len(sink_ids(env)) == 5, "only the five good jobs were sent")
+
+
 
 if __name__ == "__main__":
     sys.exit(main())
