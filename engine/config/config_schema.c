@@ -420,6 +420,7 @@ static const struct cfg_field redis_fields[] = {
     D("batch", cfg_parse_uint, batch, 1, 100000, 0),
     D("block_ms", cfg_parse_uint, block_ms, 1, 60000, 0),
     D("claim_min_idle_ms", cfg_parse_uint, claim_min_idle_ms, 1000, UINT32_MAX, 0),
+    D("claim_interval_ms", cfg_parse_uint, claim_interval_ms, 100, 3600000, 0),
     D("command_timeout_ms", cfg_parse_uint, command_timeout_ms, 100, 600000, 0),
     D("state_ttl", cfg_parse_uint, state_ttl, 60, UINT32_MAX, 0),
 };
@@ -433,7 +434,6 @@ static int parse_redis(struct cfg *x, yaml_node_t *v, const char *path, void *ds
     struct {
         char **s;
         const char *def;
-    D("claim_interval_ms", cfg_parse_uint, claim_interval_ms, 100, 3600000, 0),
     } strs[] = {{&r->stream, "ringmail:jobs"},   {&r->group, "ringmail"},
                 {&r->events, "ringmail:events"}, {&r->dead, "ringmail:dead"},
                 {&r->retry, "ringmail:retry"},   {&r->state_prefix, "ringmail:state:"}};
