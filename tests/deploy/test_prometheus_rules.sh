@@ -38,7 +38,8 @@ alerts=$(sed -n 's/^ *- alert: *\([A-Za-z0-9_]*\).*/\1/p' "$dir/ringmail.rules.y
 [ -n "$alerts" ] || fail "no alerts found in ringmail.rules.yml"
 for a in RingmailDown RingmailTLSHandshakeFailuresRising RingmailRelayCertificateExpiringSoon \
     RingmailKTLSExpectedButInactive RingmailQueueLagGrowing RingmailDeadLettersGrowing \
-    RingmailWorkerRestarts RingmailRelayNoVerifiedConnection; do
+    RingmailWorkerRestarts RingmailRelayNoVerifiedConnection RingmailOutcomeWritesRefused \
+    RingmailOutcomesStuck; do
     printf '%s\n' "$alerts" | grep -qx "$a" && ok "alert $a defined" || fail "alert $a missing"
 done
 for a in $alerts; do
