@@ -38,6 +38,7 @@
 #include "smtp_auth.h"
 #include "tls.h"
 #include "worker_job.h"
+#include "worker_resolve.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -78,6 +79,7 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
         struct tls_policy pol;
         struct pool_config pc;
         char e[TLS_ERRBUF_MAX];
+        int numeric;
 
         w->relay_names[i] = r->name;
         config_relay_tls_policy(r, &pol);
@@ -105,10 +107,12 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
             }
         }
         config_relay_pool_config(cfg, r, &pc);
-        if (cli_resolve(r->host, r->port, &pc.addr, &pc.addrlen, e, sizeof(e)) != 0) {
-            snprintf(err, errlen, "relay %s: %s", r->name, e);
-            return -1;
-        }
+        /* A name is looked up off the loop (worker_resolve.c); the pool
+         * waits for it. One that does not resolve defers that relay's
+         * jobs and leaves the worker running. */
+        numeric = worker_resolve_numeric(r->host, r->port, &pc.addr, &pc.addrlen) == 0;
+        if (!numeric)
+            pc.addrlen = 0;
         pc.name = r->name;
         pc.tls = wr->tls;
         pc.metrics = w->mw;
@@ -122,6 +126,12 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
         wr->pool = pool_new(w->loop, &pc, e, sizeof(e));
         if (!wr->pool) {
             snprintf(err, errlen, "relay %s: %s", r->name, e);
+            return -1;
+        }
+        metrics_set_relay_resolved(w->mw, (unsigned)i, 1);
+        if (!numeric && !(wr->resolve = worker_resolve_start(w->loop, wr->pool, w->mw, (unsigned)i,
+                                                             r->name, r->host, r->port))) {
+            snprintf(err, errlen, "relay %s: out of memory", r->name);
             return -1;
         }
         /* Room for every connection to carry a full burst (pipeline_depth)
@@ -254,9 +264,11 @@ static void teardown(struct worker *w)
     size_t i;
     if (w->loop)
         loop_timer_disarm(w->loop, &w->stats_timer);
-    for (i = 0; i < w->nrelays; i++)
+    for (i = 0; i < w->nrelays; i++) {
+        worker_resolve_free(w->relays[i].resolve); /* it feeds the pool */
         if (w->relays[i].pool)
             pool_free(w->relays[i].pool);
+    }
     queue_free(w->q);
     for (i = 0; i < 50 && loop_slots_busy(w->loop); i++)
         loop_run_once(w->loop, 20);

@@ -24,11 +24,13 @@ struct loop;
 struct pool;
 struct queue;
 struct tls_ctx;
+struct worker_resolve;
 
 struct worker_relay {
     struct tls_ctx *tls;
     struct pool *pool;
     struct smtp_auth_creds creds;
+    struct worker_resolve *resolve; /* its host name's lookup; NULL for an address */
 };
 
 struct worker {

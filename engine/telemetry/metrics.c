@@ -294,6 +294,13 @@ void metrics_set_redis_up(struct metrics_worker *mw, int up)
         __atomic_store_n(&mw->redis_up, up ? 1u : 0u, __ATOMIC_RELAXED);
 }
 
+void metrics_set_relay_resolved(struct metrics_worker *mw, unsigned relay, int resolved)
+{
+    struct metrics_relay_counters *rc = relay_of(mw, relay);
+    if (rc)
+        put64(&rc->unresolved, resolved ? 0 : 1);
+}
+
 /* ---- slots: the writer side of the sequence lock ---- */
 
 static void slot_begin(struct metrics_slot *s)
@@ -460,6 +467,9 @@ void metrics_worker_reset(struct metrics *m, unsigned index)
     stack = free_stack(mw);
     __atomic_store_n(&mw->redis_up, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&mw->outcome_stuck, 0u, __ATOMIC_RELAXED); /* its entries left with it */
+    /* Its replacement resolves the relay names again and says so. */
+    for (uint32_t r = 0; r < mw->nrelays; r++)
+        put64(&metrics_block_relays(mw)[r].unresolved, 0);
     for (uint32_t i = 0; i < mw->slots_hw; i++) {
         struct metrics_slot *s = &slots[i];
         if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) != METRICS_SLOT_FREE ||
@@ -513,6 +523,18 @@ static int ready(const struct metrics *m, const char **why, char *buf, size_t le
             goto out;
         }
     }
+    /* A relay whose name does not resolve has no connection either: say
+     * the cause (its jobs are deferred meanwhile). */
+    for (unsigned r = 0; r < nrelays; r++)
+        for (unsigned i = 0; i < h->nworkers; i++)
+            if (metrics_load(&metrics_block_relays(metrics_block(m, i))[r].unresolved)) {
+                reason = "a relay's host name does not resolve";
+                if (buf)
+                    snprintf(buf, len,
+                             "relay %s: its host name does not resolve (its jobs are deferred)",
+                             metrics_relay_name(m, r));
+                goto out;
+            }
     for (unsigned i = 0; i < h->nworkers; i++) {
         const struct metrics_worker *mw = metrics_block(m, i);
         const struct metrics_slot *slots = metrics_block_slots(mw);

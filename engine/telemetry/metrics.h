@@ -108,6 +108,9 @@ void metrics_outcome_failures(struct metrics_worker *mw, int permanent, uint64_t
 void metrics_set_outcome_stuck(struct metrics_worker *mw, uint64_t n);
 /* This worker's Redis connection is up (1) or down (0): readiness. */
 void metrics_set_redis_up(struct metrics_worker *mw, int up);
+/* The relay's host name resolves (1) or does not (0) in this worker:
+ * readiness names a relay that does not. */
+void metrics_set_relay_resolved(struct metrics_worker *mw, unsigned relay, int resolved);
 
 /*
  * Per-connection slots. metrics_conn_open() takes a free slot for a new
@@ -144,9 +147,10 @@ void metrics_set_queue(struct metrics *m, uint64_t stream, uint64_t pending, uin
                        uint64_t dead);
 
 /*
- * 1 while the engine can deliver: every worker reports Redis up and every
- * relay has at least one live connection whose peer certificate was
- * verified (verification on and passed, or a pin matched). 0 otherwise,
+ * 1 while the engine can deliver: every worker reports Redis up, every
+ * relay's host name resolves, and every relay has at least one live
+ * connection whose peer certificate was verified (verification on and
+ * passed, or a pin matched). 0 otherwise,
  * with *why (when why is non-NULL) set to a constant reason.
  */
 int metrics_ready(const struct metrics *m, const char **why);

@@ -35,6 +35,7 @@ struct metrics_relay_counters {
     uint64_t failures[SMTP_CLIENT_R_COUNT];
     struct metrics_hist latency;
     struct metrics_hist txn;
+    uint64_t unresolved; /* 1 while the relay's host name does not resolve here */
 };
 
 /* Slot states (under the slot's sequence lock). */

@@ -55,6 +55,10 @@ struct pool {
      * bursts do not run into the limit and move their jobs again. */
     uint64_t learned_max;
     uint64_t rng;
+    /* pool_set_unresolved()'s detail while the name does not resolve ("":
+     * resolved, or not known yet); send_zc_min left to the address. */
+    char unresolved[SMTP_CLIENT_REPLY_TEXT_MAX];
+    int zc_auto;
 };
 
 static void open_slot(struct pool_slot *s);
@@ -392,7 +396,7 @@ static void open_slot(struct pool_slot *s)
     struct conn_config cc;
     char err[256];
 
-    if (p->draining || p->freeing || s->conn)
+    if (p->draining || p->freeing || s->conn || !p->cfg.addrlen)
         return;
     if (breaker_open(p)) {
         loop_timer_arm(p->loop, &s->retry, (unsigned)(p->breaker_until - loop_now_ms(p->loop)));
@@ -520,7 +524,8 @@ struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *er
         p->cfg.connections = 16;
     if (!p->cfg.keepalive_ms)
         p->cfg.keepalive_ms = 60000;
-    if (!p->cfg.send_zc_min)
+    p->zc_auto = !p->cfg.send_zc_min;
+    if (p->zc_auto && p->cfg.addrlen)
         p->cfg.send_zc_min = is_loopback(&p->cfg.addr) ? POOL_SEND_ZC_OFF : 65536;
     if (!p->cfg.backoff_min_ms)
         p->cfg.backoff_min_ms = 500;
@@ -544,10 +549,58 @@ struct pool *pool_new(struct loop *loop, const struct pool_config *cfg, char *er
     return p;
 }
 
+/* A job for a relay whose name does not resolve: temporary, 4.4.3
+ * (RFC 3463: directory server failure), with the resolver's word. */
+static void fail_unresolved(struct pool *p, struct pool_job *j)
+{
+    for (size_t i = 0; i < j->txn.nrcpt; i++) {
+        struct smtp_client_rcpt_result *r = &j->txn.results[i];
+        memset(r, 0, sizeof(*r));
+        r->outcome = SMTP_CLIENT_TEMPORARY;
+        r->reason = SMTP_CLIENT_R_CONNECTION;
+        snprintf(r->enhanced, sizeof(r->enhanced), "4.4.3");
+        snprintf(r->reply, sizeof(r->reply), "%s", p->unresolved);
+    }
+    p->st.jobs_done++;
+    j->done(j, SMTP_CLIENT_R_CONNECTION, p->unresolved, NULL);
+}
+
+void pool_set_unresolved(struct pool *p, const char *detail)
+{
+    if (p->cfg.addrlen)
+        return; /* resolved once: keep using that address */
+    snprintf(p->unresolved, sizeof(p->unresolved), "%s", detail && *detail ? detail : "4.4.3");
+    while (p->qhead) {
+        struct pool_job *j = p->qhead;
+        p->qhead = j->next;
+        if (!p->qhead)
+            p->qtail = NULL;
+        p->st.queued--;
+        fail_unresolved(p, j);
+    }
+}
+
+void pool_set_addr(struct pool *p, const struct sockaddr_storage *addr, socklen_t addrlen)
+{
+    if (p->cfg.addrlen || !addrlen || addrlen > sizeof(p->cfg.addr))
+        return;
+    memcpy(&p->cfg.addr, addr, addrlen);
+    p->cfg.addrlen = addrlen;
+    p->unresolved[0] = 0;
+    if (p->zc_auto)
+        p->cfg.send_zc_min = is_loopback(&p->cfg.addr) ? POOL_SEND_ZC_OFF : 65536;
+    for (unsigned i = 0; i < p->cfg.connections; i++)
+        open_slot(&p->slots[i]);
+}
+
 void pool_submit(struct pool *p, struct pool_job *job)
 {
     if (p->draining || p->freeing) {
         fail_job(p, job, SMTP_CLIENT_TEMPORARY, SMTP_CLIENT_R_LOCAL, "shutting down");
+        return;
+    }
+    if (p->unresolved[0]) {
+        fail_unresolved(p, job);
         return;
     }
     if (breaker_open(p)) {

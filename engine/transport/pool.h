@@ -108,6 +108,17 @@ void pool_submit(struct pool *p, struct pool_job *job);
 
 /* Stop opening connections, let jobs in flight finish, QUIT the rest. */
 void pool_drain(struct pool *p);
+
+/*
+ * The relay's address, when its name is resolved after pool_new(): a pool
+ * made with cfg->addrlen 0 opens no connection (jobs wait as for a busy
+ * pool) until pool_set_addr() gives one. pool_set_unresolved() says the
+ * name did not resolve: until pool_set_addr(), every job waiting or
+ * submitted fails at once as temporary (4.4.3, SMTP_CLIENT_R_CONNECTION)
+ * with detail as its reply, so it goes to the retry schedule.
+ */
+void pool_set_addr(struct pool *p, const struct sockaddr_storage *addr, socklen_t addrlen);
+void pool_set_unresolved(struct pool *p, const char *detail);
 /* 1 when no job is queued or in flight. */
 int pool_idle(const struct pool *p);
 

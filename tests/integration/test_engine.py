@@ -593,6 +593,50 @@ def case_drain_hands_back(env):
           "all delivered %.1f s after A's exit" % (len(held), total - handed, handed, took))
 
 
+# A host name no lookup can succeed for and that sends nothing off this
+# host: under .invalid (RFC 2606), with a label over 63 octets, which a DNS
+# query cannot carry, so glibc fails it (EAI_NONAME) before it opens any
+# socket (checked under strace: no socket but nscd's). A plain name.invalid
+# would be asked of the resolver in /etc/resolv.conf, which may be remote.
+UNRESOLVABLE = "unresolvable-" + "x" * 64 + ".invalid"
+
+
+def case_unresolvable_relay(env):
+    # Two relays, one whose name does not resolve: the engine keeps running,
+    # the good relay delivers, the bad relay's jobs are deferred as temporary
+    # with the host and the resolver's error, and /readyz names that relay.
+    def edit(text):
+        broken = ("  - name: broken\n    host: %s\n    port: %d\n    tls: starttls\n"
+                  "    ca_file: %s\n    connections: 2\n" %
+                  (UNRESOLVABLE, env.sink.port, env.pki.path("root.pem")))
+        return text.replace("retry:\n", broken + "retry:\n", 1)
+    e = Engine(env, workers=2, connections=2, edit=edit)
+    env.enqueue(20)
+    env.enqueue(5, "--relay", "broken")
+    n = env.wait_events(20, timeout=60)
+    check(n == 20, "the good relay delivered its 20: %d" % n)
+    harness.wait_for(lambda: env.count_events("deferred") >= 5, 30)
+    deferred = [x for x in env.redis.events() if x.get("status") == "deferred"]
+    check(len(deferred) >= 5, "the broken relay's jobs were deferred: %d" % len(deferred))
+    want = "4.4.3 relay host %s does not resolve: " % UNRESOLVABLE
+    check(all(x.get("relay") == "broken" and x.get("reply", "").startswith(want) and
+              x.get("enhanced") == "4.4.3" for x in deferred),
+          "each deferral names the host and the resolver's error: %s" % deferred[:1])
+    check(env.redis.cli("ZCARD", "ringmail:retry") != "0" or env.count_events("deferred") > 5,
+          "they wait in the retry schedule")
+    check(e.proc.poll() is None, "the engine is still running")
+    check('"event":"worker_failed"' not in e.output(), "no worker failed")
+    check('"event":"relay_unresolved"' in e.output(), "the lookup failure is logged")
+    status, _, body = http_get(e.metrics_port, "/readyz")
+    check(status == 503 and "relay broken" in body and "resolve" in body,
+          "/readyz names the relay that is not ready: %s %s" % (status, body))
+    rc = e.stop()
+    check(rc == 0, "exit 0 after SIGTERM, got %s" % rc)
+    ids = sink_ids(env)
+    check(len(ids) == 20 and len(set(ids)) == 20, "the sink got the 20 once each: %d" % len(ids))
+    print("deferred: %d, readyz: %s %s" % (len(deferred), status, body.strip()))
+
+
 def main():
     ringmail, sink, case = sys.argv[1:4]
     if not shutil.which("redis-server"):
