@@ -274,8 +274,7 @@ static void finish(struct queue *q, struct queue_op *op, const redisReply *reply
 
     unlink_op(q, op);
     if (op->kind == QUEUE_OP_ACK) { /* a batch: one reply per job */
-        if (reply && err)
-            log_event(LOG_ERROR, "queue_write_refused", "op", "ack", "detail", reply->str, NULL);
+        /* queue_acks_finish() logs a refusal, and splits the batch. */
         q->in_cb++;
         queue_acks_finish(q, op, reply);
         q->in_cb--;
@@ -606,8 +605,8 @@ int queue_promote_due(struct queue *q, queue_promote_fn *done, void *arg_)
     snprintf(limit, sizeof(limit), "%u", q->cfg.promote_batch);
     op = simple(q, QUEUE_OP_PROMOTE,
                 (const char *const[]){"EVALSHA", q->sha[QUEUE_SCRIPT_PROMOTE], "3", q->cfg.retry,
-                                      q->cfg.stream, q->cfg.dead, limit},
-                7, false);
+                                      q->cfg.stream, q->cfg.dead, limit, q->deadmax},
+                8, false);
     if (!op)
         return -1;
     op->fn.promote = done;

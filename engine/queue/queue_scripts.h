@@ -163,7 +163,7 @@ static const char queue_lua_last_dead[] =
     "return 1\n";
 
 /* KEYS[1] retry set, KEYS[2] stream, KEYS[3] dead stream; ARGV[1] the most
- * members to move. Returns how many moved. ZRANGEBYSCORE and ZREM in one
+ * members to move, ARGV[2] dead MAXLEN ('0': none). Returns how many moved. ZRANGEBYSCORE and ZREM in one
  * script: a member is in the set or in the stream, never both, and two
  * promoters running at once cannot both move it. A member that does not
  * parse goes to the dead stream rather than blocking the set forever. */
@@ -189,7 +189,12 @@ static const char queue_lua_promote[] =
     "    for i = 2, #parts do a[#a+1] = parts[i] end\n"
     "    redis.call('XADD', unpack(a))\n"
     "  else\n"
-    "    redis.call('XADD', KEYS[3], '*', 'reason', 'malformed retry member', 'member', m)\n"
+    "    if ARGV[2] ~= '0' then\n"
+    "      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'reason',\n"
+    "                 'malformed retry member', 'member', m)\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[3], '*', 'reason', 'malformed retry member', 'member', m)\n"
+    "    end\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[1], m)\n"
     "end\n"
