@@ -257,7 +257,7 @@ static void dead_letter(struct wjob *wj, const char *reason, struct events *ev)
                 o.njob = 1;
             }
         snprintf(nf, sizeof(nf), "%zu", wj->nfields);
-        snprintf(nb, sizeof(nb), "%zu", wj->bytes);
+        snprintf(nb, sizeof(nb), "%zu", wj->bytes - 2 * wj->nfields); /* as job.max_bytes */
         set[2] = queue_str("fields", nf);
         set[3] = queue_str("bytes", nb);
         o.nset = 4;
