@@ -1,4 +1,5 @@
-/* cli_util: small helpers the subcommands share (files, secrets, names). */
+/* cli_util: small helpers the subcommands share (files, names); secrets are
+ * config_secret_load()'s. */
 #include "cli_util.h"
 
 #include <errno.h>
@@ -53,20 +54,6 @@ char *cli_read_file(const char *path, size_t *len, size_t limit)
     buf[n] = 0;
     *len = n;
     return buf;
-}
-
-int cli_read_secret(const char *path, char *out, size_t cap, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (!fgets(out, (int)cap, f))
-        out[0] = 0;
-    fclose(f);
-    out[strcspn(out, "\r\n")] = 0;
-    return 0;
 }
 
 int cli_resolve(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len,

@@ -141,28 +141,72 @@ static int parse(int argc, char **argv, struct enq_opts *o)
     return 0;
 }
 
-static redisContext *connect_redis(const struct config_redis *r)
+/*
+ * AUTH as `ringmail run` does: the password from the URL or from
+ * redis.password_file (the shipped Kubernetes ConfigMap uses the file), as
+ * the ACL user when the URL names one. The command goes out as one
+ * formatted buffer of ours, wiped once hiredis has copied it.
+ */
+static int auth(redisContext *c, const struct config_redis *r, int *ex)
+{
+    char pw[CONFIG_REDIS_PASSWORD_MAX + 1], err[CONFIG_ERR_MAX];
+    const char *argv[3];
+    char *cmd = NULL;
+    long long len;
+    redisReply *rep = NULL;
+    int argc = 0, rc = -1;
+
+    if (!r->password && !r->password_file)
+        return 0;
+    if (r->password_file) {
+        if (config_secret_load(r->password_file, CONFIG_REDIS_PASSWORD_MAX, pw, err,
+                               sizeof(err)) != 0) {
+            fprintf(stderr, "ringmail enqueue: redis.password_file: %s\n", err);
+            *ex = EX_CONFIG;
+            return -1;
+        }
+    } else {
+        snprintf(pw, sizeof(pw), "%s", r->password);
+    }
+    argv[argc++] = "AUTH";
+    if (r->user)
+        argv[argc++] = r->user;
+    argv[argc++] = pw;
+    len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    explicit_bzero(pw, sizeof(pw));
+    if (len < 0 || redisAppendFormattedCommand(c, cmd, (size_t)len) != REDIS_OK) {
+        fprintf(stderr, "ringmail enqueue: Redis AUTH: out of memory\n");
+    } else if (redisGetReply(c, (void **)&rep) != REDIS_OK || !rep) {
+        fprintf(stderr, "ringmail enqueue: Redis AUTH failed: %s\n", c->errstr);
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, "ringmail enqueue: Redis AUTH failed: %s\n", rep->str);
+    } else {
+        rc = 0;
+    }
+    if (cmd) {
+        explicit_bzero(cmd, (size_t)len);
+        redisFreeCommand(cmd);
+    }
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+static redisContext *connect_redis(const struct config_redis *r, int *ex)
 {
     struct timeval tv = {5, 0};
     redisContext *c = r->unix_path ? redisConnectUnixWithTimeout(r->unix_path, tv)
                                    : redisConnectWithTimeout(r->host, (int)r->port, tv);
     redisReply *rep = NULL;
+    *ex = EX_UNAVAILABLE;
     if (!c || c->err) {
         fprintf(stderr, "ringmail enqueue: cannot connect to Redis: %s\n",
                 c ? c->errstr : "out of memory");
         goto fail;
     }
     redisSetTimeout(c, tv);
-    if (r->password) {
-        rep = r->user ? redisCommand(c, "AUTH %s %s", r->user, r->password)
-                      : redisCommand(c, "AUTH %s", r->password);
-        if (!rep || rep->type == REDIS_REPLY_ERROR) {
-            fprintf(stderr, "ringmail enqueue: Redis AUTH failed: %s\n",
-                    rep ? rep->str : c->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
+    if (auth(c, r, ex) != 0)
+        goto fail;
     if (r->db) {
         rep = redisCommand(c, "SELECT %u", r->db);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
@@ -171,6 +215,7 @@ static redisContext *connect_redis(const struct config_redis *r)
         }
         freeReplyObject(rep);
     }
+    *ex = 0;
     return c;
 fail:
     if (rep)
@@ -238,11 +283,9 @@ int cmd_enqueue(int argc, char **argv)
         if (text)
             text[o.size] = 0;
     }
-    c = connect_redis(&cfg->redis);
-    if (!c) {
-        rc = EX_UNAVAILABLE;
+    c = connect_redis(&cfg->redis, &rc);
+    if (!c)
         goto out;
-    }
     t0 = cli_now_s();
     while (acked < total) {
         unsigned long batch_end = sent + PIPELINE < total ? sent + PIPELINE : total;

@@ -23,11 +23,13 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
 #include "pool.h"
 #include "smtp_auth.h"
+#include "smtp_syntax.h"
 #include "tls.h"
 
 #define MAX_RCPT 1000
@@ -480,11 +482,11 @@ static struct tls_ctx *make_tls(const struct send_opts *o, const char *host)
 
 static int make_creds(const struct send_opts *o, struct smtp_auth_creds *creds)
 {
-    char pw[SMTP_AUTH_FIELD_MAX + 2], rerr[512];
+    char pw[SMTP_AUTH_FIELD_MAX + 1], rerr[512];
     const char *err;
     if (!o->user)
         return 0;
-    if (cli_read_secret(o->password_file, pw, sizeof(pw), rerr, sizeof(rerr)) != 0) {
+    if (config_secret_load(o->password_file, SMTP_AUTH_FIELD_MAX, pw, rerr, sizeof(rerr)) != 0) {
         fprintf(stderr, "ringmail send: %s\n", rerr);
         return -1;
     }
@@ -508,7 +510,7 @@ int cmd_send(int argc, char **argv)
     struct smtp_auth_creds creds;
     struct loop_config lc;
     struct tls_ctx *tls = NULL;
-    char host[256], ehlo[256], err[256];
+    char host[256], ehlo[256], err[512];
     double t0, elapsed;
     long rss_before;
     unsigned long i;
@@ -520,6 +522,19 @@ int cmd_send(int argc, char **argv)
     if (parse_opts(argc, argv, &o) != 0) {
         fprintf(stderr, "Try 'ringmail send --help'.\n");
         return EX_USAGE;
+    }
+    /* The name checked as the SMTP client and check-config check it, before
+     * anything is read or resolved. */
+    if (o.ehlo) {
+        const char *why = smtp_syntax_ehlo_name(o.ehlo);
+        if (why) {
+            fprintf(stderr, "ringmail send: --ehlo: %s\n", why);
+            return EX_USAGE;
+        }
+        snprintf(ehlo, sizeof(ehlo), "%s", o.ehlo);
+    } else if (config_host_ehlo_name(ehlo, sizeof(ehlo), err, sizeof(err)) != 0) {
+        fprintf(stderr, "ringmail send: %s: give --ehlo NAME\n", err);
+        return EX_CONFIG;
     }
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
@@ -539,10 +554,6 @@ int cmd_send(int argc, char **argv)
         rc = EX_CONFIG;
         goto out;
     }
-    if (o.ehlo)
-        snprintf(ehlo, sizeof(ehlo), "%s", o.ehlo);
-    else if (gethostname(ehlo, sizeof(ehlo)) != 0 || !ehlo[0])
-        snprintf(ehlo, sizeof(ehlo), "localhost");
 
     memset(&lc, 0, sizeof(lc));
     /* Receive buffers are shared: replies are small and released at once, so

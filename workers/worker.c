@@ -94,10 +94,10 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
                        "encrypted but not authenticated",
                        NULL);
         if (r->username) {
-            char pw[SMTP_AUTH_FIELD_MAX + 2];
+            char pw[SMTP_AUTH_FIELD_MAX + 1];
             const char *ae;
             int rc;
-            if (cli_read_secret(r->password_file, pw, sizeof(pw), err, errlen) != 0)
+            if (config_secret_load(r->password_file, SMTP_AUTH_FIELD_MAX, pw, err, errlen) != 0)
                 return -1;
             rc = smtp_auth_encode(r->username, pw, &wr->creds, &ae);
             explicit_bzero(pw, sizeof(pw));
@@ -146,7 +146,7 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
     const struct config_redis *r = &w->cfg->redis;
     struct queue_config qc;
     static const struct queue_callbacks cb = {worker_on_entries, worker_on_queue_state};
-    char pw[512];
+    char pw[CONFIG_REDIS_PASSWORD_MAX + 1];
 
     memset(&qc, 0, sizeof(qc));
     qc.host = r->host;
@@ -156,7 +156,7 @@ static int setup_queue(struct worker *w, char *err, size_t errlen)
     qc.user = r->user;
     qc.password = r->password;
     if (r->password_file) {
-        if (cli_read_secret(r->password_file, pw, sizeof(pw), err, errlen) != 0)
+        if (config_secret_load(r->password_file, CONFIG_REDIS_PASSWORD_MAX, pw, err, errlen) != 0)
             return -1;
         qc.password = pw;
     }

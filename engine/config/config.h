@@ -156,6 +156,24 @@ struct config *config_load_string(const char *yaml, size_t len, const char *name
                                   char *err, size_t errlen);
 void config_free(struct config *c);
 
+/*
+ * The one loader of a password file, for every subcommand: the whole file
+ * with one trailing "\n" or "\r\n" removed, into out (room for max + 1
+ * octets, NUL-terminated). 0, or -1 with "PATH: why" in err when the file
+ * cannot be read, is empty, holds more than max octets (an error, never a
+ * cut), a NUL or a line break inside. Nothing of it is left in memory but
+ * out: callers explicit_bzero(out) once done. max <= CONFIG_SECRET_MAX.
+ */
+#define CONFIG_SECRET_MAX 4096
+/* A Redis password (redis.password_file, or in the URL). */
+#define CONFIG_REDIS_PASSWORD_MAX 511
+int config_secret_load(const char *path, size_t max, char *out, char *err, size_t errlen);
+
+/* The EHLO name when none is configured: this host's name, which must be a
+ * fully qualified domain name (RFC 5321 4.1.1.1). 0 with it in out, or -1
+ * with why not in err (the caller says which setting to give instead). */
+int config_host_ehlo_name(char *out, size_t cap, char *err, size_t errlen);
+
 /* The relay called name, or NULL. */
 const struct config_relay *config_relay_find(const struct config *c, const char *name);
 /* workers, with "auto" resolved to the online CPUs (at least 1). */

@@ -12,11 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
 #include "config_internal.h"
 #include "smtp_client.h"
+#include "smtp_syntax.h"
+#include "tls.h"
 
 #define MAX_RELAYS   1000
 #define MAX_SCHEDULE 100
@@ -72,26 +71,50 @@ static int parse_name(struct cfg *x, yaml_node_t *v, const char *path, void *dst
     return 0;
 }
 
-/* A domain, or an address literal such as [192.0.2.1] (RFC 5321 4.1.3). */
-static int ehlo_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 255)
-        return 0;
-    if (s[0] == '[')
-        return n > 2 && s[n - 1] == ']' && strspn(s + 1, "0123456789abcdefABCDEFIPv.:") == n - 2;
-    return cfg_all_of(s, ".-_") && s[0] != '.' && s[0] != '-';
-}
-
+/* The SMTP client's own check (smtp_syntax): check-config accepts exactly
+ * the names the client will send. */
 static int parse_ehlo(struct cfg *x, yaml_node_t *v, const char *path, void *dst,
                       const struct cfg_field *f)
 {
     char got[96], **out = dst;
+    const char *why;
     if (cfg_parse_str(x, v, path, dst, f) != 0)
         return -1;
-    if (*out && !ehlo_name_ok(*out))
-        return cfg_error(x, cfg_line(v), "%s: expected a domain or an address literal, got %s",
-                         path, cfg_got(v, got, sizeof(got)));
+    if (*out && (why = smtp_syntax_ehlo_name(*out)))
+        return cfg_error(x, cfg_line(v), "%s: expected a domain or an address literal, got %s: %s",
+                         path, cfg_got(v, got, sizeof(got)), why);
+    return 0;
+}
+
+int config_host_ehlo_name(char *out, size_t cap, char *err, size_t errlen)
+{
+    const char *test = getenv("RINGMAIL_TEST_HOSTNAME");
+    char host[SMTP_DOMAIN_MAX + 2];
+    const char *why;
+
+    /* RINGMAIL_TEST_HOSTNAME stands in for gethostname() in the tests, so
+     * that a host name without a dot can be tried on any machine. */
+    memset(host, 0, sizeof(host));
+    if (test && *test)
+        snprintf(host, sizeof(host), "%s", test);
+    else if (gethostname(host, sizeof(host) - 1) != 0)
+        host[0] = 0;
+    if ((why = smtp_syntax_fqdn(host))) {
+        if (!strcmp(why, SMTP_SYNTAX_NOT_FQDN))
+            snprintf(err, errlen,
+                     "this host's name \"%.64s\" is not a fully qualified domain name (RFC 5321 "
+                     "4.1.1.1 wants one in EHLO)",
+                     host);
+        else
+            snprintf(err, errlen, "this host's name \"%.64s\" is not a valid EHLO name (%s)", host,
+                     why);
+        return -1;
+    }
+    if (strlen(host) >= cap) {
+        snprintf(err, errlen, "this host's name is longer than %zu octets", cap - 1);
+        return -1;
+    }
+    memcpy(out, host, strlen(host) + 1);
     return 0;
 }
 
@@ -174,22 +197,12 @@ static int parse_suites(struct cfg *x, yaml_node_t *v, const char *path, void *d
                          "TLS_CHACHA20_POLY1305_SHA256");
 }
 
-/* The spellings tls_ctx_new() accepts: base64 of 32 bytes (optionally after
- * "sha256//", canonical), or 64 hex digits with optional colons. */
+/* tls_ctx_new()'s own parser: a pin check-config accepts is one the
+ * engine takes. */
 static int pin_ok(const char *s)
 {
-    const char *b = strncmp(s, "sha256//", 8) == 0 ? s + 8 : s;
-    unsigned char buf[36];
-    char back[48];
-    size_t n = 0;
-
-    if (strlen(b) == 44 && b[43] == '=' && b[42] != '=' &&
-        EVP_DecodeBlock(buf, (const unsigned char *)b, 44) == 33) {
-        EVP_EncodeBlock((unsigned char *)back, buf, 32);
-        if (!strcmp(back, b))
-            return 1;
-    }
-    return b == s && OPENSSL_hexstr2buf_ex(buf, sizeof(buf), &n, s, ':') == 1 && n == 32;
+    unsigned char pin[TLS_PIN_OCTETS];
+    return tls_pin_parse(s, pin) == 0;
 }
 
 static int parse_pins(struct cfg *x, yaml_node_t *v, const char *path, void *dst,
@@ -555,7 +568,7 @@ static int root_rules(struct cfg *x, yaml_node_t *root)
     yaml_node_t *redis = cfg_map_get(x, root, "redis", NULL);
     yaml_node_t *retry = cfg_map_get(x, root, "retry", NULL);
     unsigned line = cfg_line(root);
-    char host[256];
+    char host[256], why[CONFIG_ERR_MAX];
     size_t i;
 
     if (!c->retry.schedule) {
@@ -571,12 +584,10 @@ static int root_rules(struct cfg *x, yaml_node_t *root)
                                !(c->metrics.host = strdup("127.0.0.1"))))
         return oom(x, root);
     if (!c->ehlo_name) {
-        /* What the relay sees in EHLO: this host's name unless told. */
-        memset(host, 0, sizeof(host));
-        if (gethostname(host, sizeof(host) - 1) != 0 || !ehlo_name_ok(host)) {
-            snprintf(host, sizeof(host), "localhost");
-            cfg_warn(x, line, "ehlo_name: this host's name is unusable; EHLO says localhost");
-        }
+        /* What the relay sees in EHLO: this host's name unless told, and
+         * only a fully qualified one (Exim and OpenSMTPD refuse "EHLO vm"). */
+        if (config_host_ehlo_name(host, sizeof(host), why, sizeof(why)) != 0)
+            return cfg_error(x, line, "ehlo_name: not set, and %s: set ehlo_name", why);
         if (!(c->ehlo_name = strdup(host)))
             return oom(x, root);
     }

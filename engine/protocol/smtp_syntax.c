@@ -243,7 +243,6 @@ const char *smtp_syntax_fqdn(const char *s)
     if (why)
         return why;
     if (s[0] != '[' && !strchr(s, '.'))
-        return "EHLO name is not fully qualified (no '.'; RFC 5321 4.1.1.1 wants the host's "
-               "fully qualified domain name)";
+        return SMTP_SYNTAX_NOT_FQDN;
     return NULL;
 }

@@ -55,5 +55,6 @@ const char *smtp_syntax_ehlo_name(const char *s);
  * wants the FQDN, and "EHLO vm" is refused or scored by Exim, OpenSMTPD
  * and spam filters). */
 const char *smtp_syntax_fqdn(const char *s);
+#define SMTP_SYNTAX_NOT_FQDN "EHLO name is not fully qualified (no '.')"
 
 #endif

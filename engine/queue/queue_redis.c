@@ -400,13 +400,23 @@ static void handshake(struct queue_redis *r)
     bool ok = true;
 
     if (r->cfg.password) {
+        /* Formatted into a buffer of ours, so that the copy with the
+         * password in it is wiped, not just freed, once hiredis has its own. */
+        char *cmd = NULL;
+        long long len;
         argv[argc++] = "AUTH";
         if (r->cfg.user)
             argv[argc++] = r->cfg.user;
         argv[argc++] = r->cfg.password;
         for (int i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
-        ok = queue_redis_command(r, QUEUE_REDIS_HANDSHAKE, 0, argc, argv, lens, hs_check, r) == 0;
+        len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+        ok = len >= 0 && queue_redis_formatted(r, QUEUE_REDIS_HANDSHAKE, 0, cmd, (size_t)len,
+                                               hs_check, r) == 0;
+        if (cmd) {
+            explicit_bzero(cmd, (size_t)len);
+            redisFreeCommand(cmd);
+        }
     }
     if (ok && r->cfg.db) {
         snprintf(db, sizeof(db), "%u", r->cfg.db);

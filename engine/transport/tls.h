@@ -97,6 +97,12 @@ enum tls_err tls_err_class(enum tls_err e);
 /* Longest failure detail of a connection, NUL included. */
 #define TLS_DETAIL_MAX 256
 
+/* The one parser of an SPKI pin (see tls_policy.pins for the spellings),
+ * used by the configuration, `ringmail send --pin` and tls_ctx_new():
+ * 0 with the 32 octets in out, or -1 when s is not a pin. */
+#define TLS_PIN_OCTETS 32
+int tls_pin_parse(const char *s, unsigned char out[TLS_PIN_OCTETS]);
+
 /*
  * The policy of one relay, usually straight from the configuration. A zeroed
  * struct plus servername is the safe default: TLS 1.2+, verification on

@@ -11,7 +11,7 @@
 
 #include "tls.h"
 
-#define TLS_PIN_LEN 32 /* SHA-256 */
+#define TLS_PIN_LEN TLS_PIN_OCTETS /* SHA-256 */
 
 struct tls_ctx {
     SSL_CTX *ssl_ctx;

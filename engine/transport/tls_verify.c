@@ -45,6 +45,16 @@ static int pin_from_hex(const char *s, unsigned char out[TLS_PIN_LEN])
     return 0;
 }
 
+int tls_pin_parse(const char *s, unsigned char out[TLS_PIN_OCTETS])
+{
+    const char *b64 = strncmp(s, "sha256//", 8) == 0 ? s + 8 : s;
+    /* Hex has no prefix: "sha256//" then hex is refused. */
+    if (pin_from_base64(b64, out) == 0 || (b64 == s && pin_from_hex(s, out) == 0))
+        return 0;
+    ERR_clear_error();
+    return -1;
+}
+
 int tls_pins_parse(struct tls_ctx *ctx, const char *const *pins, size_t npins, char *err,
                    size_t errlen)
 {
@@ -59,9 +69,7 @@ int tls_pins_parse(struct tls_ctx *ctx, const char *const *pins, size_t npins, c
     }
     for (i = 0; i < npins; i++) {
         const char *s = pins[i] ? pins[i] : "";
-        const char *b64 = strncmp(s, "sha256//", 8) == 0 ? s + 8 : s;
-        if (pin_from_base64(b64, ctx->pins[i]) != 0 &&
-            (b64 != s || pin_from_hex(s, ctx->pins[i]) != 0)) {
+        if (tls_pin_parse(s, ctx->pins[i]) != 0) {
             if (err && errlen)
                 snprintf(err, errlen,
                          "bad pin '%.64s': want the SHA-256 of a SubjectPublicKeyInfo as base64 "

@@ -5,6 +5,11 @@
 # shipped deploy/ringmail.yaml is valid.
 #   test_check_config.sh RINGMAIL_BINARY FIXTURE_DIR DEPLOY_YAML
 set -u
+# The fixtures and deploy/ringmail.yaml leave ehlo_name to the host's name,
+# which must be fully qualified: give one whatever this machine is called
+# (engine/config reads RINGMAIL_TEST_HOSTNAME in place of gethostname()).
+RINGMAIL_TEST_HOSTNAME=host.test.example
+export RINGMAIL_TEST_HOSTNAME
 bin=$1
 dir=$2
 deploy=$3
@@ -56,6 +61,7 @@ bad unreadable_ca.yaml 'unreadable_ca.yaml:6: relays[0].ca_file: cannot read /no
 bad not_pem_ca.yaml "not_pem_ca.yaml:6: relays[0] (default): cannot read CA file $dir/not_a_certificate.txt"
 bad yes_bool.yaml 'yes_bool.yaml:6: relays[0].insecure_no_verify: expected true or false, got "yes"'
 bad syntax.yaml 'syntax.yaml:3:2: did not find expected key'
+bad underscore_ehlo.yaml "underscore_ehlo.yaml:4: ehlo_name: expected a domain or an address literal, got \"mail_1.example.com\": EHLO name contains a character that is not allowed in a domain (letters, digits, '-' and '.'; no '_')"
 bad no_such_file.yaml 'no_such_file.yaml: cannot read: No such file or directory'
 
 out=$("$bin" check-config "$dir/insecure.yaml" 2>&1); rc=$?

@@ -26,6 +26,8 @@ static struct config *load(const char *yaml, char *err, size_t errlen)
 /* A readable file for the keys whose files are checked at load. */
 static char readable[64];
 
+#define TEST_HOSTNAME "host.test.example"
+
 static const char full[] =
     "workers: 8\n"
     "ehlo_name: mta1.example.com\n"
@@ -201,7 +203,7 @@ static const char minimal[] = "redis:\n"
 
 static void test_defaults(void)
 {
-    char err[CONFIG_ERR_MAX] = "", host[256] = "";
+    char err[CONFIG_ERR_MAX] = "";
     struct config *c = load(minimal, err, sizeof(err));
     const struct config_relay *r;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -213,8 +215,7 @@ static void test_defaults(void)
     }
     CHECK_INT(c->workers, 0);
     CHECK_INT(config_workers_effective(c), cpus > 0 ? cpus : 1);
-    gethostname(host, sizeof(host) - 1);
-    CHECK_STR(c->ehlo_name, host);
+    CHECK_STR(c->ehlo_name, TEST_HOSTNAME);
     CHECK_INT(c->shutdown_timeout, 30);
     CHECK_INT(c->log_level, LOG_INFO);
     CHECK_STR(c->redis.host, "127.0.0.1");
@@ -389,7 +390,20 @@ static const struct bad bads[] = {
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nlog_level: verbose\n",
      "ringmail.yaml:3: log_level: expected debug, info, warn or error, got \"verbose\""},
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nehlo_name: \"not a name\"\n",
-     "ringmail.yaml:3: ehlo_name: expected a domain or an address literal, got \"not a name\""},
+     "ringmail.yaml:3: ehlo_name: expected a domain or an address literal, got \"not a name\": "
+     "EHLO name contains a character that is not allowed in a domain (letters, digits, '-' and "
+     "'.'; no '_')"},
+    /* What the SMTP client refuses, check-config refuses (smtp_syntax). */
+    {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nehlo_name: mail_1.example.com\n",
+     "ringmail.yaml:3: ehlo_name: expected a domain or an address literal, got "
+     "\"mail_1.example.com\": EHLO name contains a character that is not allowed in a domain "
+     "(letters, digits, '-' and '.'; no '_')"},
+    {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nehlo_name: mail.example.com.\n",
+     "ringmail.yaml:3: ehlo_name: expected a domain or an address literal, got "
+     "\"mail.example.com.\": EHLO name has an empty label (a leading, trailing or doubled '.')"},
+    {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nehlo_name: \"[192.0.2.300]\"\n",
+     "ringmail.yaml:3: ehlo_name: expected a domain or an address literal, got \"[192.0.2.300]\": "
+     "EHLO name is not a valid address literal ([192.0.2.1] or [IPv6:2001:db8::1])"},
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nretry:\n  schedule: []\n",
      "ringmail.yaml:4: retry.schedule: expected 1 to 100 delays in seconds"},
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nretry:\n  schedule: [60, 0]\n",
@@ -779,6 +793,54 @@ static void test_files(void)
     CHECK(c == NULL);
 }
 
+/* Without ehlo_name the host's name is used, and only a fully qualified
+ * one: "EHLO vm" is refused by Exim and OpenSMTPD (RFC 5321 4.1.1.1). */
+static void test_default_ehlo(void)
+{
+    static const struct {
+        const char *host, *want;
+    } cases[] = {
+        {"vm", "ringmail.yaml:1: ehlo_name: not set, and this host's name \"vm\" is not a fully "
+               "qualified domain name (RFC 5321 4.1.1.1 wants one in EHLO): set ehlo_name"},
+        {"mail_1.example.com",
+         "ringmail.yaml:1: ehlo_name: not set, and this host's name \"mail_1.example.com\" is not "
+         "a valid EHLO name (EHLO name contains a character that is not allowed in a domain "
+         "(letters, digits, '-' and '.'; no '_')): set ehlo_name"},
+        {"mx1.example.org", NULL},
+    };
+    char err[CONFIG_ERR_MAX], out[256];
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config *c;
+        setenv("RINGMAIL_TEST_HOSTNAME", cases[i].host, 1);
+        err[0] = 0;
+        c = load(minimal, err, sizeof(err));
+        if (cases[i].want) {
+            CHECK(c == NULL);
+            CHECK_STR(err, cases[i].want);
+            CHECK_INT(config_host_ehlo_name(out, sizeof(out), err, sizeof(err)), -1);
+        } else {
+            CHECK(c != NULL);
+            if (c)
+                CHECK_STR(c->ehlo_name, cases[i].host);
+            CHECK_INT(config_host_ehlo_name(out, sizeof(out), err, sizeof(err)), 0);
+            CHECK_STR(out, cases[i].host);
+        }
+        config_free(c);
+    }
+    /* A configured name needs no host name at all. */
+    setenv("RINGMAIL_TEST_HOSTNAME", "vm", 1);
+    {
+        static const char named[] = "redis: {url: redis://h}\nrelays: [{name: a, host: h}]\n"
+                                    "ehlo_name: mta1.example.com\n";
+        struct config *c = load(named, err, sizeof(err));
+        CHECK(c != NULL);
+        config_free(c);
+    }
+    setenv("RINGMAIL_TEST_HOSTNAME", TEST_HOSTNAME, 1);
+}
+
 /* The outcome and dead-letter bounds of redis: (their defaults are in
  * test_defaults, their ranges in the error table). */
 static void test_outcome_bounds(void)
@@ -808,6 +870,9 @@ int main(void)
         return 1;
     }
     close(fd);
+    /* The configurations here rely on the default EHLO name: make it a
+     * fully qualified one whatever this machine is called. */
+    setenv("RINGMAIL_TEST_HOSTNAME", TEST_HOSTNAME, 1);
     test_full();
     test_defaults();
     test_errors();
@@ -819,6 +884,7 @@ int main(void)
     test_adapters();
     test_files();
     test_outcome_bounds();
+    test_default_ehlo();
     unlink(readable);
     return check_done();
 }
