@@ -551,6 +551,7 @@ static void defaults(struct config *c)
     c->redis.batch = 256;
     c->redis.block_ms = 1000;
     c->redis.claim_min_idle_ms = 600000;
+    c->redis.claim_interval_ms = 5000;
     c->redis.command_timeout_ms = 5000;
     c->redis.state_ttl = 7 * DAY;
     c->metrics.port = 9465;
@@ -564,7 +565,6 @@ static int root_rules(struct cfg *x, yaml_node_t *root)
 {
     static const unsigned schedule[] = {60, 300, 1800, 7200, 21600};
     struct config *c = x->c;
-    c->redis.claim_interval_ms = 5000;
     yaml_node_t *redis = cfg_map_get(x, root, "redis", NULL);
     yaml_node_t *retry = cfg_map_get(x, root, "retry", NULL);
     unsigned line = cfg_line(root);
