@@ -545,6 +545,7 @@ def case_many_recipients(env):
     check(len(late) == 4, "recipients past the 64th are delivered too: %d" % len(late))
     e.stop()
 
+
 def pending_of(env, consumer):
     """The entry IDs pending to one consumer of the group."""
     out = subprocess.run(["redis-cli", "-p", str(env.redis.port), "--raw", "XPENDING",
