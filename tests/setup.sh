@@ -14,12 +14,18 @@
 #   systemd: systemd-analyze for deploy_systemd (only the package: it does not
 #     become init, which is systemd-sysv, and starts nothing in a container)
 #   qemu-system-x86 busybox-static: vm_ktls (its kernel comes from apt-get download)
+#   libevent-2.1-7 libdb5.3 libgnutls30 libgnutls-dane0 libidn12 libnsl2
+#     libpcre2-8-0 mount: the libraries of OpenSMTPD 6.8 and Exim 4.96 that
+#     realmta_* run unpacked from apt-get download (the MTAs themselves are
+#     never installed: they Conflict with postfix), and unshare/mount for
+#     OpenSMTPD's private mount namespace
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 packages="build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl liburing-dev libhiredis-dev libyaml-dev python3
   redis-server redis-tools prometheus python3-yaml libmicrohttpd-dev postfix
-  systemd qemu-system-x86 busybox-static"
+  systemd qemu-system-x86 busybox-static
+  libevent-2.1-7 libdb5.3 libgnutls30 libgnutls-dane0 libidn12 libnsl2 libpcre2-8-0 mount"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
