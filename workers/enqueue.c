@@ -159,8 +159,8 @@ static int auth(redisContext *c, const struct config_redis *r, int *ex)
     if (!r->password && !r->password_file)
         return 0;
     if (r->password_file) {
-        if (config_secret_load(r->password_file, CONFIG_REDIS_PASSWORD_MAX, pw, err,
-                               sizeof(err)) != 0) {
+        if (config_secret_load(r->password_file, CONFIG_REDIS_PASSWORD_MAX, pw, err, sizeof(err)) !=
+            0) {
             fprintf(stderr, "ringmail enqueue: redis.password_file: %s\n", err);
             *ex = EX_CONFIG;
             return -1;

@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "probe.h"
+#include "tls.h"
 
 static const struct {
     const char *name;
@@ -168,6 +169,9 @@ static SSL_CTX *verifying_ctx(const struct probe_opts *o, char *err, size_t errl
     if (!ctx)
         goto fail;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* The engine's floor (tls.c), so that the verdict is the engine's. */
+    if (SSL_CTX_get_security_level(ctx) < TLS_MIN_SECURITY_LEVEL)
+        SSL_CTX_set_security_level(ctx, TLS_MIN_SECURITY_LEVEL);
     /* Verification runs and records its result; the probe does not abort
      * on it, as the rest of the facts are worth having for a bad chain. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -212,6 +216,9 @@ int probe_tls_main(struct probe_conn *c, const struct probe_opts *o, struct prob
         return -1;
     if (!is_ip(name))
         SSL_set_tlsext_host_name(c->ssl, name);
+    /* As the engine checks names: subjectAltName only, no CN fallback. */
+    SSL_set_hostflags(c->ssl,
+                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     if (is_ip(name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) != 1
                     : SSL_set1_host(c->ssl, name) != 1)
         return -1;

@@ -102,8 +102,7 @@ const char *smtp_syntax_address_literal(const char *d, size_t n)
     char buf[SMTP_ADDRESS_MAX + 1];
     unsigned char addr[16];
 
-    if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 > SMTP_ADDRESS_MAX ||
-        memchr(d, '\0', n))
+    if (n < 3 || d[0] != '[' || d[n - 1] != ']' || n - 2 > SMTP_ADDRESS_MAX || memchr(d, '\0', n))
         return R_BAD_LITERAL;
     memcpy(buf, d + 1, n - 2);
     buf[n - 2] = '\0';

@@ -411,8 +411,8 @@ static void handshake(struct queue_redis *r)
         for (int i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
         len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-        ok = len >= 0 && queue_redis_formatted(r, QUEUE_REDIS_HANDSHAKE, 0, cmd, (size_t)len,
-                                               hs_check, r) == 0;
+        ok = len >= 0 &&
+             queue_redis_formatted(r, QUEUE_REDIS_HANDSHAKE, 0, cmd, (size_t)len, hs_check, r) == 0;
         if (cmd) {
             explicit_bzero(cmd, (size_t)len);
             redisFreeCommand(cmd);

@@ -245,6 +245,12 @@ struct tls_ctx *tls_ctx_new(const struct tls_policy *p, char *err, size_t errlen
     sc = ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
     if (!sc)
         goto oom;
+    /* Security level 2 at least (112-bit security: RSA, DSA and DH keys of
+     * 2048 bits or more, ECC of 224, no SHA-1 signatures), whatever the
+     * system's openssl.cnf says; a stricter system level stays. OpenSSL 3.0's
+     * built-in default is 1 (RSA-1024 passes). */
+    if (SSL_CTX_get_security_level(sc) < TLS_MIN_SECURITY_LEVEL)
+        SSL_CTX_set_security_level(sc, TLS_MIN_SECURITY_LEVEL);
     if (SSL_CTX_set_min_proto_version(sc, minv) != 1 || SSL_CTX_set_max_proto_version(sc, 0) != 1) {
         seterr(err, errlen, "cannot set TLS versions: %s", tls_ossl_reason(rb, sizeof(rb)));
         goto fail;
@@ -396,7 +402,11 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, char *err, size_t err
     SSL_set_msg_callback(c->ssl, msg_cb);
     SSL_set_msg_callback_arg(c->ssl, c);
     if (ctx->servername) {
-        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        /* Names come from the subjectAltName only, never the subject's CN:
+         * RFC 6125 6.4.4 and the CA/Browser Forum's rules. Without the
+         * flag OpenSSL falls back to the CN when there is no DNS SAN. */
+        SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                      X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
         if (ctx->servername_is_ip) {
             if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), ctx->servername) != 1)
                 goto fail;

@@ -101,6 +101,9 @@ enum tls_err tls_err_class(enum tls_err e);
  * used by the configuration, `ringmail send --pin` and tls_ctx_new():
  * 0 with the 32 octets in out, or -1 when s is not a pin. */
 #define TLS_PIN_OCTETS 32
+
+/* The OpenSSL security level every tls_ctx has at least (see tls.c). */
+#define TLS_MIN_SECURITY_LEVEL 2
 int tls_pin_parse(const char *s, unsigned char out[TLS_PIN_OCTETS]);
 
 /*

@@ -27,7 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
             abort();                                                                               \
     } while (0)
 
-#define F(n, v) {n, sizeof(n) - 1, v, strlen(v)}
+#define F(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, strlen(v)                                                             \
+    }
 
 static const char *const relay_names[] = {"main"};
 static const char body_data[] = "Subject: x\r\n\r\nx\r\n.\r\n";
@@ -84,8 +87,8 @@ static int client_accepts(const char *from, const char *to)
     ok = smtp_client_start(c, &t, &err) == 0;
     /* A refusal is always the address's: the connection, the body and the
      * rest of the transaction are valid. */
-    ASSERT(ok || (err && strncmp(err, "connection", 10) != 0 && strncmp(err, "transaction", 11) != 0 &&
-                  strncmp(err, "body", 4) != 0));
+    ASSERT(ok || (err && strncmp(err, "connection", 10) != 0 &&
+                  strncmp(err, "transaction", 11) != 0 && strncmp(err, "body", 4) != 0));
     smtp_client_free(c);
     return ok;
 }

@@ -207,11 +207,14 @@ struct srv_opts {
     const char *ciphers;
     int no_resume;
     X509 *client_ca; /* require a client certificate from this CA */
+    int weak_ok;     /* security level 0: the server may use a weak key */
 };
 
 static inline SSL_CTX *srv_ctx(const struct srv_opts *o)
 {
     SSL_CTX *s = SSL_CTX_new(TLS_server_method());
+    if (s && o->weak_ok)
+        SSL_CTX_set_security_level(s, 0);
     if (!s || SSL_CTX_use_certificate(s, o->cert) != 1 || SSL_CTX_use_PrivateKey(s, o->key) != 1)
         die("server ctx");
     if (o->chain && SSL_CTX_add1_chain_cert(s, o->chain) != 1)
