@@ -58,7 +58,7 @@ for size in 2048 102400 1048576; do
     message "$size" "$work/m.eml"
     start_sink
     s0=$(cpu_s "$sink_pid")
-    out=$(/usr/bin/time -f 'cpu %U %S' taskset -c 1 "$ringmail" send --relay "localhost:$port" \
+    out=$(/usr/bin/time -f 'cpu %U %S' taskset -c 1 "$ringmail" send --relay "localhost:$port" --ehlo bench.localhost \
         --ca "$work/ca.pem" --from a@example.org --to b@example.net --count "$n" \
         --connections "$conns" --quiet "$work/m.eml" 2>&1 | grep -v '"level"')
     s1=$(cpu_s "$sink_pid")
@@ -78,6 +78,6 @@ echo
 echo "idle persistent TLS connections ($idle, one process):"
 message 512 "$work/m.eml"
 start_sink
-"$ringmail" send --relay "localhost:$port" --ca "$work/ca.pem" --from a@example.org \
+"$ringmail" send --relay "localhost:$port" --ehlo bench.localhost --ca "$work/ca.pem" --from a@example.org \
     --to b@example.net --count "$idle" --connections "$idle" --hold 2 --quiet "$work/m.eml" 2>&1 |
     grep -E '^(sent|held)'

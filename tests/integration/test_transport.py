@@ -158,7 +158,8 @@ def large(env, *flags):
     with open(path, "wb") as f:
         f.write(msg)
     s = env.sink("--no-chunking")
-    rc, out = harness.ringmail(env.ringmail, "send", "--relay", "localhost:%d" % s.port, "--ca",
+    rc, out = harness.ringmail(env.ringmail, "send", "--relay", "localhost:%d" % s.port, "--ehlo",
+                               "client.test", "--ca",
                                env.pki.path("root.pem"), "--from", "a@example.org", "--to",
                                "b@example.net", "--count", "6", "--connections", "2", *flags, path)
     check(rc == 0, "exit 0 expected, got %d:\n%s" % (rc, out))

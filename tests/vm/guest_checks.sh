@@ -113,7 +113,7 @@ send_case() {
         return
     fi
     t0=$(date +%s)
-    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ca $PKI/root.pem \
+    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ehlo client.test --ca $PKI/root.pem \
         --from $FROM --to $TO --count "$count" --connections "$conns" --timeout 300 \
         "$msg" > "$D/send.out" 2> "$D/send.err"
     rc=$?
@@ -175,7 +175,7 @@ slow_reader_case() {
         report "$name" " sink-did-not-start" "-"
         return
     fi
-    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ca $PKI/root.pem \
+    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ehlo client.test --ca $PKI/root.pem \
         --from $FROM --to $TO --count 2 --connections 1 --timeout 300 \
         "$msg" > "$D/send.out" 2> "$D/send.err"
     rc=$?
@@ -205,7 +205,7 @@ quit_order_case() { # NAME KTLS
         report "$name" " sink-did-not-start" "-"
         return
     fi
-    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ca $PKI/root.pem \
+    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ehlo client.test --ca $PKI/root.pem \
         --from $FROM --to $TO --user user --password-file "$D/password" --timeout 60 \
         $MSG/small.eml > "$D/send.out" 2> "$D/send.err"
     rc=$?
@@ -244,7 +244,7 @@ key_update_case() {
         report "$name" " sink-did-not-start" "-"
         return
     fi
-    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ca $PKI/root.pem \
+    ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ehlo client.test --ca $PKI/root.pem \
         --from $FROM --to $TO --count "$count" --connections 1 --timeout 300 \
         --pipeline-depth "$depth" "$msg" > "$D/send.out" 2> "$D/send.err"
     rc=$?
@@ -379,7 +379,7 @@ figure() { # KTLS SIZE COUNT MESSAGE REP
     rm -rf "$D"
     mkdir -p "$D"
     start_sink "$D" || return
-    time -f "%U %S" -o "$D/time" ringmail send --relay 127.0.0.1:"$PORT" --servername localhost \
+    time -f "%U %S" -o "$D/time" ringmail send --relay 127.0.0.1:"$PORT" --servername localhost --ehlo client.test \
         --ca $PKI/root.pem --from $FROM --to $TO --count "$3" --connections 1 "$4" \
         > "$D/send.out" 2> "$D/send.err"
     rc=$?
