@@ -78,6 +78,16 @@ struct smtp_client_event *smtp_client_push_event(struct smtp_client *c,
     return ev;
 }
 
+/* Forget the output text; credentials in it are wiped, not just dropped. */
+static void out_clear(struct smtp_client *c)
+{
+    if (c->obuf_secret) {
+        explicit_bzero(c->obuf, c->olen);
+        c->obuf_secret = 0;
+    }
+    c->olen = 0;
+}
+
 static int out_reserve(struct smtp_client *c, size_t more)
 {
     size_t need = c->olen + more, cap = c->ocap ? c->ocap : OBUF_FLOOR;
@@ -86,7 +96,17 @@ static int out_reserve(struct smtp_client *c, size_t more)
         return 0;
     while (cap < need)
         cap *= 2;
-    p = realloc(c->obuf, cap);
+    if (c->obuf_secret) {
+        /* realloc() could leave the credentials behind in the old block. */
+        p = malloc(cap);
+        if (p) {
+            memcpy(p, c->obuf, c->olen);
+            explicit_bzero(c->obuf, c->ocap);
+            free(c->obuf);
+        }
+    } else {
+        p = realloc(c->obuf, cap);
+    }
     if (!p)
         return -1;
     c->obuf = p;
@@ -101,8 +121,11 @@ int smtp_client_out_cmd(struct smtp_client *c, const char *a, const char *b, con
     const char *parts[4] = {a, b, d, e};
     size_t total = 2, i;
     struct smtp_client_seg *s;
-    for (i = 0; i < 4 && parts[i]; i++)
+    for (i = 0; i < 4 && parts[i]; i++) {
         total += strlen(parts[i]);
+        if (parts[i] == c->plain_b64 || parts[i] == c->user_b64 || parts[i] == c->pass_b64)
+            c->obuf_secret = 1;
+    }
     if (out_reserve(c, total) < 0) {
         c->oom = 1;
         return -1;
@@ -201,6 +224,13 @@ void smtp_client_fail(struct smtp_client *c, enum smtp_client_reason reason,
 
     if (c->st == ST_FAILED || c->st == ST_CLOSED)
         return;
+    /* After a 421 to MAIL nothing the server never answered with a 250 to
+     * MAIL was accepted: those transactions may go on a fresh connection. */
+    for (i = 0; c->after_421 && i < c->qcount; i++) {
+        struct smtp_client_inflight *f = &c->q[(c->qhead + i) % c->depth];
+        if (f->mail_due)
+            f->txn->retry_elsewhere = 1;
+    }
     if (r)
         snprintf(text, sizeof(text), "%d %s", r->code, r->text);
     else
@@ -229,7 +259,7 @@ void smtp_client_fail(struct smtp_client *c, enum smtp_client_reason reason,
      * caller is free to release once it has this event. */
     c->nseg = 0;
     c->seg_sent = 0;
-    c->olen = 0;
+    out_clear(c);
     if (quit)
         smtp_client_out_cmd(c, "QUIT", NULL, NULL, NULL);
     c->st = ST_FAILED;
@@ -398,6 +428,7 @@ void smtp_client_free(struct smtp_client *c)
     wipe_free(c->plain_b64);
     wipe_free(c->user_b64);
     wipe_free(c->pass_b64);
+    out_clear(c);
     free(c->obuf);
     free(c);
 }
@@ -672,7 +703,7 @@ void smtp_client_sent(struct smtp_client *c, size_t n)
         c->seg_sent = 0;
     }
     if (!c->nseg)
-        c->olen = 0;
+        out_clear(c);
 }
 
 /* ---- caller-reported events ----------------------------------------- */
@@ -709,7 +740,11 @@ void smtp_client_eof(struct smtp_client *c)
         smtp_client_push_event(c, SMTP_CLIENT_EV_CLOSED);
         return;
     }
-    smtp_client_fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
+    if (c->after_421)
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, NULL, "closed by the server after 421",
+                         0);
+    else
+        smtp_client_fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
 }
 
 /* ---- idle-time commands and queries ----------------------------------- */
@@ -744,7 +779,9 @@ int smtp_client_quit(struct smtp_client *c)
 
 int smtp_client_quitting(const struct smtp_client *c)
 {
-    return c->st == ST_QUIT;
+    /* After a 421 to MAIL the session is ending: what is still awaited is
+     * bounded as QUIT's reply is, not by the stage timers. */
+    return c->st == ST_QUIT || (c->after_421 && c->st != ST_FAILED && c->st != ST_CLOSED);
 }
 
 static int has_text(const struct smtp_reply *r, const char *needle)

@@ -244,7 +244,8 @@ int smtp_client_noop(struct smtp_client *c);
  * ending (QUIT sent, failed, closed).
  */
 int smtp_client_quit(struct smtp_client *c);
-/* QUIT is queued or sent: its reply (or the close) is all that is awaited. */
+/* QUIT is queued or sent, or a 421 answered MAIL: the session is ending, and
+ * its last replies (or the close) are all that is awaited. */
 int smtp_client_quitting(const struct smtp_client *c);
 /* A reply to MAIL that says the session may carry no more transactions:
  * 421, 452 with 4.5.3, or a 4yz whose text says "too many messages" or

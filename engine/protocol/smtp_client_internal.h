@@ -73,6 +73,7 @@ struct smtp_client {
 
     char *obuf;
     size_t ocap, olen;
+    int obuf_secret; /* obuf holds AUTH credentials: wiped when sent, moved or freed */
     struct smtp_client_seg *segs; /* seg_max of them, after the struct */
     size_t seg_max;
     size_t nseg, seg_sent; /* bytes of segs[0] already sent */
@@ -91,6 +92,8 @@ struct smtp_client {
     int bdat;       /* CHUNKING: the body goes as one BDAT LAST chunk */
     int oom;        /* queueing output failed: the session cannot go on */
     int quit_due;   /* QUIT at the next point where the session is in step and idle */
+    int after_421;  /* a 421 answered MAIL: read what the server still says, then QUIT;
+                       a transaction whose MAIL it never answered may go elsewhere */
 };
 
 /* The oldest transaction in flight (valid while qcount > 0). */

@@ -137,6 +137,18 @@ void smtp_client_on_txn_reply(struct smtp_client *c, const struct smtp_reply *r)
     struct smtp_client_inflight *f = smtp_client_head(c);
     struct smtp_client_txn *t = f->txn;
 
+    if (smtp_client_is_421(r) && !f->rset_due && f->phase == PH_ENVELOPE && f->mail_due) {
+        /* 421 to MAIL is a session limit like 452 4.5.3. A server that
+         * closes now ends the session with EOF (smtp_client_fail then
+         * moves what it never answered); Exim, at
+         * smtp_accept_max_per_connection, says 421 to MAIL and goes on
+         * answering what is in flight, and closing with those replies
+         * unread resets the connection under it. So read on, then QUIT,
+         * as after a 452; the wait is bounded as QUIT's (quit_ms). */
+        c->after_421 = 1;
+        on_mail_reply(c, f, r);
+        return;
+    }
     if (smtp_client_is_421(r)) {
         /* In place of the head's MAIL (or of the RSET in front of it) the
          * server closes: nothing in flight was accepted (those behind it

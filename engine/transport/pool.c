@@ -8,6 +8,7 @@
  */
 #include "pool.h"
 
+#include "log.h"
 #include "message.h"
 #include "metrics.h"
 
@@ -285,8 +286,15 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
         conn_stats(c, &cs);
         if (cs.messages && (!p->learned_max || cs.messages < p->learned_max))
             p->learned_max = cs.messages;
-        if (s->st != PS_CLOSING)
+        if (s->st != PS_CLOSING) {
+            char code[8];
             p->st.retirements++;
+            snprintf(code, sizeof(code), "%d", txn->nrcpt ? txn->results[0].code : 0);
+            /* Once per connection: the reply that ended its session, for
+             * whoever wonders why connections turn over. */
+            log_event(LOG_INFO, "connection_retired", "relay", p->cfg.name, "code", code,
+                      "reply", txn->nrcpt ? txn->results[0].reply : "", NULL);
+        }
         s->st = PS_CLOSING;
         if (requeue(p, j) == 0) {
             dispatch(p);
