@@ -598,6 +598,55 @@ static void test_shared_validators(void)
     CHECK_STR(err, "EHLO name is not a valid address literal ([192.0.2.1] or [IPv6:2001:db8::1])");
 }
 
+/* Once AUTH has left, the bytes that carried the credentials are wiped in
+ * the client's output buffer (which lives on for later commands), not just
+ * marked free. */
+static void test_auth_output_wiped(void)
+{
+    struct smtp_client_config cfg = {0};
+    struct smtp_client_out o[8];
+    const char *err = NULL, *b64 = "AHVzZXIAc2VjcmV0LXBhc3N3b3Jk"; /* \0user\0secret-password */
+    const char *where = NULL;
+    size_t n, i, total = 0;
+    struct h h;
+
+    memset(&h, 0, sizeof(h));
+    cfg.ehlo_name = "client.test";
+    cfg.tls_mode = SMTP_CLIENT_STARTTLS;
+    cfg.auth_plain_b64 = b64;
+    cfg.auth_user_b64 = "dXNlcg==";
+    cfg.auth_pass_b64 = "c2VjcmV0LXBhc3N3b3Jk";
+    h.c = smtp_client_new(&cfg, &err);
+    CHECK(h.c != NULL);
+    if (!h.c)
+        return;
+    feed(&h, "220 mx.test ESMTP\r\n");
+    feed(&h, "250-mx.test\r\n250 STARTTLS\r\n");
+    feed(&h, "220 go\r\n");
+    smtp_client_tls_done(h.c, 1, SMTP_CLIENT_R_NONE, NULL);
+    flush(&h);
+    {
+        static const char ehlo[] = "250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n";
+        CHECK_INT(smtp_client_feed(h.c, ehlo, sizeof(ehlo) - 1), (long)sizeof(ehlo) - 1);
+    }
+    n = smtp_client_output(h.c, o, 8);
+    for (i = 0; i < n; i++) {
+        if (o[i].len >= 11 && memcmp(o[i].base, "AUTH PLAIN ", 11) == 0)
+            where = (const char *)o[i].base + 11;
+        total += o[i].len;
+    }
+    CHECK(where != NULL);
+    if (where) {
+        CHECK(memcmp(where, b64, strlen(b64)) == 0);
+        smtp_client_sent(h.c, total);
+        /* Still the client's memory: the buffer is kept for what comes next. */
+        for (total = 0, i = 0; i < strlen(b64); i++)
+            total += where[i] != 0;
+        CHECK_INT(total, 0); /* octets of the credentials left */
+    }
+    smtp_client_free(h.c);
+}
+
 int main(void)
 {
     test_config_refusals();
@@ -612,5 +661,6 @@ int main(void)
     test_pipelined_txns();
     test_names();
     test_shared_validators();
+    test_auth_output_wiped();
     return check_done();
 }
