@@ -199,6 +199,17 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
                 fprintf(stderr, "ringmail send: at most %d --pin\n", MAX_PINS);
                 return -1;
             }
+            {
+                /* tls_ctx_new()'s own parser: a bad pin is a usage error here. */
+                unsigned char pin[TLS_PIN_OCTETS];
+                if (tls_pin_parse(optarg, pin) != 0) {
+                    fprintf(stderr,
+                            "ringmail send: --pin '%.80s': not an SPKI SHA-256 pin (44 base64 "
+                            "characters, optionally after sha256//, or 64 hex digits)\n",
+                            optarg);
+                    return -1;
+                }
+            }
             o->pins[o->npins++] = optarg;
             break;
         case 'u':

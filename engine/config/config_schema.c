@@ -464,6 +464,12 @@ static int parse_redis(struct cfg *x, yaml_node_t *v, const char *path, void *ds
         return cfg_error(
             x, line, "%s.password_file: the url already holds a password; keep one of them", path);
     }
+    if (r->password && strlen(r->password) > CONFIG_REDIS_PASSWORD_MAX) {
+        /* The limit password_file has (config_secret_load), for one rule. */
+        cfg_map_get(x, v, "url", &line);
+        return cfg_error(x, line, "%s.url: the password is longer than %d octets", path,
+                         CONFIG_REDIS_PASSWORD_MAX);
+    }
     if (r->user && !r->password && !r->password_file) {
         cfg_map_get(x, v, "url", &line);
         return cfg_error(x, line,

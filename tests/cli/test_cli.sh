@@ -31,5 +31,9 @@ check "send --help lists --pipeline-depth and --no-pipeline-body" \
 check "enqueue --rate 0 exits 64" [ "$rc" -eq 64 ]
 out=$("$bin" enqueue --help); rc=$?
 check "enqueue --help lists --rate" sh -c 'echo "$1" | grep -q -- "--rate R"' _ "$out"
+err=$("$bin" send --relay 127.0.0.1:1 --ehlo client.test --pin sha256//not-a-pin --from a@b.example \
+    --to c@d.example /dev/null 2>&1 >/dev/null); rc=$?
+check "send --pin that is not a pin exits 64 (got $rc)" [ "$rc" -eq 64 ]
+check "send names the pin and the spellings" sh -c 'echo "$1" | grep -qF -- "--pin '"'"'sha256//not-a-pin'"'"': not an SPKI SHA-256 pin"' _ "$err"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -859,6 +859,31 @@ static void test_outcome_bounds(void)
     config_free(c);
 }
 
+/* A Redis password has one limit wherever it is written: 511 octets in the
+ * url as in password_file (config_secret_load), an error, never a cut. */
+static void test_redis_password_limit(void)
+{
+    char yaml[1024], pw[601], err[CONFIG_ERR_MAX];
+    struct config *c;
+
+    memset(pw, 'p', 600);
+    pw[600] = 0;
+    snprintf(yaml, sizeof(yaml), "redis:\n  url: redis://:%s@h\nrelays: [{name: a, host: h}]\n",
+             pw);
+    c = load(yaml, err, sizeof(err));
+    CHECK(c == NULL);
+    CHECK_STR(err, "ringmail.yaml:2: redis.url: the password is longer than 511 octets");
+    config_free(c);
+    pw[511] = 0;
+    snprintf(yaml, sizeof(yaml), "redis:\n  url: redis://:%s@h\nrelays: [{name: a, host: h}]\n",
+             pw);
+    c = load(yaml, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c)
+        CHECK_INT(strlen(c->redis.password), 511);
+    config_free(c);
+}
+
 int main(void)
 {
     int fd;
@@ -885,6 +910,7 @@ int main(void)
     test_files();
     test_outcome_bounds();
     test_default_ehlo();
+    test_redis_password_limit();
     unlink(readable);
     return check_done();
 }
