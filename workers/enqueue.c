@@ -184,7 +184,7 @@ static int auth(redisContext *c, const struct config_redis *r, int *ex)
         rc = 0;
     }
     if (cmd) {
-        explicit_bzero(cmd, (size_t)len);
+        explicit_bzero(cmd, len > 0 ? (size_t)len : 0);
         redisFreeCommand(cmd);
     }
     if (rep)

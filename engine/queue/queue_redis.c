@@ -414,7 +414,7 @@ static void handshake(struct queue_redis *r)
         ok = len >= 0 &&
              queue_redis_formatted(r, QUEUE_REDIS_HANDSHAKE, 0, cmd, (size_t)len, hs_check, r) == 0;
         if (cmd) {
-            explicit_bzero(cmd, (size_t)len);
+            explicit_bzero(cmd, len > 0 ? (size_t)len : 0);
             redisFreeCommand(cmd);
         }
     }

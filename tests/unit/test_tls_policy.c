@@ -82,7 +82,7 @@ static void test_security_level(void)
 
 static void test_pin_parse(void)
 {
-    char b64[48], hex[72], prefixed[64], colons[100], upper[72];
+    char b64[48], hex[72], prefixed[96], colons[100], upper[72];
     unsigned char a[TLS_PIN_OCTETS], b[TLS_PIN_OCTETS];
     int i;
 
