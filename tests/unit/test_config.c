@@ -884,6 +884,59 @@ static void test_redis_password_limit(void)
     config_free(c);
 }
 
+/* config_secret_load, the one password-file reader: one trailing LF or
+ * CRLF goes, anything else that cannot be a password is an error. */
+static void test_secret_load(void)
+{
+    static const struct {
+        const char *content;
+        size_t len, max;
+        const char *want, *why; /* the secret, or the error after "PATH: " */
+    } cases[] = {
+        {"hunter2\n", 8, 16, "hunter2", NULL},
+        {"hunter2\r\n", 9, 16, "hunter2", NULL},
+        {"hunter2", 7, 16, "hunter2", NULL},
+        {"hunter2\n", 8, 7, "hunter2", NULL}, /* exactly the limit */
+        {"hunter22\n", 9, 7, NULL, "the secret is longer than 7 octets"},
+        {"", 0, 16, NULL, "the file is empty (no secret in it)"},
+        {"\n", 1, 16, NULL, "the file is empty (no secret in it)"},
+        {"\r\n", 2, 16, NULL, "the file is empty (no secret in it)"},
+        {"hun\0ter\n", 8, 16, NULL, "the secret contains a NUL octet"},
+        {"hunter2\n\n", 9, 16, NULL,
+         "the secret spans several lines (only one trailing line end is allowed)"},
+        {"hunter2\r", 8, 16, NULL,
+         "the secret spans several lines (only one trailing line end is allowed)"},
+    };
+    char path[64], out[CONFIG_SECRET_MAX + 1], err[256], want[160];
+    size_t i;
+    int fd;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(path, sizeof(path), "/tmp/ringmail-secret-XXXXXX");
+        fd = mkstemp(path);
+        CHECK(fd >= 0);
+        if (fd < 0)
+            return;
+        CHECK_INT(write(fd, cases[i].content, cases[i].len), (long)cases[i].len);
+        close(fd);
+        err[0] = 0;
+        if (cases[i].want) {
+            CHECK_INT(config_secret_load(path, cases[i].max, out, err, sizeof(err)), 0);
+            CHECK_STR(out, cases[i].want);
+        } else {
+            CHECK_INT(config_secret_load(path, cases[i].max, out, err, sizeof(err)), -1);
+            snprintf(want, sizeof(want), "%s: %s", path, cases[i].why);
+            CHECK_STR(err, want);
+            CHECK_STR(out, "");
+        }
+        unlink(path);
+    }
+    CHECK_INT(config_secret_load("/nonexistent/ringmail-secret", 16, out, err, sizeof(err)), -1);
+    CHECK_STR(err, "cannot read /nonexistent/ringmail-secret: No such file or directory");
+    CHECK_INT(config_secret_load("/tmp", 16, out, err, sizeof(err)), -1);
+    CHECK_STR(err, "cannot read /tmp: Is a directory");
+}
+
 int main(void)
 {
     int fd;
@@ -911,6 +964,7 @@ int main(void)
     test_outcome_bounds();
     test_default_ehlo();
     test_redis_password_limit();
+    test_secret_load();
     unlink(readable);
     return check_done();
 }
