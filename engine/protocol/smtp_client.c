@@ -1,6 +1,6 @@
 /*
  * smtp_client: the pure SMTP client state machine (RFC 5321, 2920, 3030,
- * 3207, 4954), with the STARTTLS policy of DESIGN.md built in.
+ * 3207, 4954), with the STARTTLS policy of docs/architecture.md built in.
  *
  * The session runs greeting -> EHLO -> STARTTLS -> (caller's handshake) ->
  * EHLO -> [AUTH] -> READY, then transactions, NOOPs and QUIT. Replies are

@@ -6,7 +6,7 @@
  * nothing of sockets, TLS libraries or clocks, so the transport (io_uring,
  * a test harness, a fuzzer) drives it, and timeouts live with the caller.
  *
- * The TLS policy of DESIGN.md is enforced here, where the protocol is:
+ * The TLS policy of docs/architecture.md is enforced here, where the protocol is:
  * STARTTLS is required (or implicit TLS), only a 220 proceeds, any byte
  * after that 220 is an injection attempt, the capabilities seen before TLS
  * are forgotten, and AUTH happens only over TLS and only if the post-TLS EHLO

@@ -9,7 +9,7 @@
  *   adapter owns the socket: its cleanup hook takes the fd from hiredis
  *   (redisFree then leaves it open) and closes the loop slot; the fd is
  *   closed in on_released, once the kernel has returned every poll, so a new
- *   socket can never inherit a stale poll (DESIGN.md convention 7).
+ *   socket can never inherit a stale poll (docs/architecture.md, convention 6).
  *
  * - The link (struct queue_redis): the deadlines hiredis 0.14 cannot keep
  *   (it has no timer hook), the handshake, and reconnects. Redis answers a

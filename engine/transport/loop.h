@@ -9,7 +9,7 @@
  * generation and the operation, so a completion that outlives its slot is
  * recognised and dropped instead of reaching the next owner of the index.
  *
- * Lifetime (DESIGN.md convention 7): a slot counts its operations in flight
+ * Lifetime (docs/architecture.md, convention 6): a slot counts its operations in flight
  * (a multishot operation and a SEND_ZC until their final completion).
  * loop_slot_close() cancels them and calls on_released(ctx) only once the
  * kernel has returned every one; the owner frees its memory there. After
@@ -185,7 +185,7 @@ int loop_recv(struct loop *loop, loop_slot slot, unsigned tag, int fd, void *buf
  * with res 0 (EOF), an error, or -ECANCELED after loop_cancel(). -ENOBUFS is
  * never seen: the stream waits for a buffer to be released and resumes. */
 int loop_recv_multi(struct loop *loop, loop_slot slot, unsigned tag, int fd);
-/* Never MSG_WAITALL (DESIGN.md); MSG_MORE and MSG_NOSIGNAL are the usual flags.
+/* Never MSG_WAITALL (docs/architecture.md); MSG_MORE and MSG_NOSIGNAL are the usual flags.
  * Keep one send-type operation in flight per socket (or use loop_sendv):
  * two sends waiting for socket space may run in either order, and a short
  * send must be finished before the next bytes go. */

@@ -1,6 +1,6 @@
 /*
  * tls: the SSL_CTX of a relay built from its policy, and per-connection TLS
- * on the hybrid BIOs of DESIGN.md: a socket BIO writes the handshake so that
+ * on the hybrid BIOs of docs/architecture.md: a socket BIO writes the handshake so that
  * OpenSSL can hand the traffic keys to the kernel (kTLS TX), a memory BIO
  * reads what io_uring received. When the kernel does not take the keys, the
  * write side moves to a queue of ciphertext chunks that the caller sends.
@@ -359,7 +359,7 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     const unsigned char *m = buf;
     (void)version;
     (void)ssl;
-    /* The KeyUpdate tripwire (DESIGN.md): OpenSSL 3.0 changes only its
+    /* The KeyUpdate tripwire (docs/architecture.md): OpenSSL 3.0 changes only its
      * userspace keys, and answers a requested update only when it next
      * writes, which it never does while the kernel encrypts. Any KeyUpdate
      * counts, requested or not: a peer that rotates keys may well ask us

@@ -2,13 +2,13 @@
  * tls: client-side TLS toward relays on OpenSSL 3.0, driven by the io_uring
  * transport. Nothing here blocks, owns an event loop or reads a socket.
  *
- * A tls_ctx per relay carries the policy of DESIGN.md ("TLS: the rules"):
+ * A tls_ctx per relay carries the policy of docs/architecture.md ("TLS: the rules"):
  * TLS 1.2 minimum (1.3 selectable), AEAD + forward-secret ciphers only,
  * chain and host name verified against the relay's configured name, SPKI
  * pins, no renegotiation, no compression, and the relay's latest resumable
  * session so that reconnects resume.
  *
- * A tls_conn per connection uses the hybrid BIOs of DESIGN.md ("kTLS and
+ * A tls_conn per connection uses the hybrid BIOs of docs/architecture.md ("kTLS and
  * io_uring"): OpenSSL writes handshake records straight to the non-blocking
  * socket (a socket BIO, the only kind through which OpenSSL 3.0 installs
  * kTLS TX keys), and reads ciphertext that the caller received with io_uring

@@ -1,7 +1,7 @@
 /*
  * tls_facts: what a completed handshake negotiated and whom it reached, as
  * the plain, fixed-size struct tls_facts that logs, job events and the
- * shared-memory metrics copy (DESIGN.md: per-connection TLS metrics; the
+ * shared-memory metrics copy (docs/architecture.md: per-connection TLS metrics; the
  * engine itself reports whether the kernel encrypts).
  */
 #include "tls_internal.h"

@@ -1,7 +1,7 @@
 /*
  * tls_verify: the trust decisions of the tls module that OpenSSL's chain
  * verification does not make by itself (SPKI pins), and the translation of
- * OpenSSL's failures into the reason classes of DESIGN.md (handshake,
+ * OpenSSL's failures into the reason classes of docs/architecture.md (handshake,
  * cert-verify with the X509 reason, protocol-version) with a detail string.
  */
 #include "tls_internal.h"

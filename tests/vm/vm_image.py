@@ -18,7 +18,7 @@ import subprocess
 # What the kTLS checks need in the guest, in load order after dependencies.
 # Nothing auto-loads modules in a busybox initramfs: the AEAD pieces must be
 # there before tls.ko, or TLS_TX fails and OpenSSL silently stays in
-# userspace (DESIGN.md). A module that is built in, or that refuses this CPU,
+# userspace (docs/architecture.md). A module that is built in, or that refuses this CPU,
 # is skipped; tls.ko itself must load.
 MODULES = ["gf128mul", "ghash-generic", "cryptd", "crypto_simd", "ghash-clmulni-intel",
            "aesni-intel", "ctr", "gcm", "libchacha", "chacha_generic", "chacha-x86_64",
