@@ -32,7 +32,7 @@
 #include "sink_bio.h"
 
 /* Input per connection: big enough to batch a pipelined burst of messages. */
-#define RBUF            (32 * 1024)
+#define RBUF (32 * 1024)
 /* Ciphertext per recv: a 1 MB message is 4 receives, not 32, and each
  * receive lets the kernel acknowledge more at once. malloc maps a buffer
  * this size on its own, so an idle connection holds the pages it touched. */

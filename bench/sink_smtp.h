@@ -114,7 +114,7 @@ struct sink_smtp_config {
     bool chunking;
     bool eightbitmime;
     bool smtputf8;
-    uint64_t size_max;    /* advertised SIZE and the limit; 0: none of either */
+    uint64_t size_max; /* advertised SIZE and the limit; 0: none of either */
     /* Messages a session may carry; MAIL after that many gets OpenSMTPD's
      * max-mails reply, "452 4.5.3 Too many messages sent". 0: no limit. */
     unsigned long max_mails;

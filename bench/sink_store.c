@@ -221,7 +221,8 @@ void sink_store_write_json(struct sink_store *st, FILE *f)
             "\"ktls_tx_connections\":%llu,\"ktls_rx_connections\":%llu,"
             "\"duplicates_by_message_id\":%llu,\"messages_without_message_id\":%llu,"
             "\"auth_successes\":%llu,\"key_updates\":%llu,\"key_updates_skipped_ktls\":%llu,"
-            "\"fault_disconnects\":%llu,\"quits\":%llu,\"stalls\":%llu,\"delays\":%llu,\"store_errors\":%llu,"
+            "\"fault_disconnects\":%llu,\"quits\":%llu,\"stalls\":%llu,\"delays\":%llu,\"store_"
+            "errors\":%llu,"
             "\"seconds\":%.3f,\"messages_per_second\":%.1f}\n",
             (unsigned long long)s->messages, (unsigned long long)s->recipients,
             (unsigned long long)s->bytes, (unsigned long long)s->connections,
@@ -232,7 +233,6 @@ void sink_store_write_json(struct sink_store *st, FILE *f)
             (unsigned long long)s->auth_successes, (unsigned long long)s->key_updates,
             (unsigned long long)s->key_updates_skipped_ktls,
             (unsigned long long)s->fault_disconnects, (unsigned long long)s->quits,
-            (unsigned long long)s->stalls,
-            (unsigned long long)s->delays, (unsigned long long)s->store_errors, secs,
-            secs > 0 ? (double)s->messages / secs : 0.0);
+            (unsigned long long)s->stalls, (unsigned long long)s->delays,
+            (unsigned long long)s->store_errors, secs, secs > 0 ? (double)s->messages / secs : 0.0);
 }

@@ -62,18 +62,12 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct enq_opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"stream", required_argument, NULL, 's'},
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},
-        {"relay", required_argument, NULL, 'r'},
-        {"subject", required_argument, NULL, 'S'},
-        {"count", required_argument, NULL, 'n'},
-        {"size", required_argument, NULL, 'z'},
-        {"rate", required_argument, NULL, 'R'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"stream", required_argument, NULL, 's'},
+        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
+        {"relay", required_argument, NULL, 'r'},  {"subject", required_argument, NULL, 'S'},
+        {"count", required_argument, NULL, 'n'},  {"size", required_argument, NULL, 'z'},
+        {"rate", required_argument, NULL, 'R'},   {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int ch;
     memset(o, 0, sizeof(*o));

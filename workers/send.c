@@ -268,8 +268,7 @@ static int parse_opts(int argc, char **argv, struct send_opts *o)
                     return -1;
                 }
                 o->depth = v;
-            }
-            else
+            } else
                 o->timeout_s = v;
             break;
         }

@@ -136,7 +136,8 @@ static int setup_relays(struct worker *w, char *err, size_t errlen)
         }
         /* Room for every connection to carry a full burst (pipeline_depth)
          * while as many again wait on Redis (data-sent, outcomes). */
-        w->max_inflight += pc.connections * (2 * (pc.smtp.pipeline_depth > 1 ? pc.smtp.pipeline_depth : 1) + 2);
+        w->max_inflight +=
+            pc.connections * (2 * (pc.smtp.pipeline_depth > 1 ? pc.smtp.pipeline_depth : 1) + 2);
     }
     return 0;
 }
@@ -211,8 +212,9 @@ void worker_refill(struct worker *w)
     if (!w->avg_job_bytes && room > 16)
         room = 16; /* a first look at how large the jobs are */
     if (room && w->avg_job_bytes > 0) {
-        size_t left =
-            w->inflight_bytes < WORKER_INFLIGHT_BYTES ? WORKER_INFLIGHT_BYTES - w->inflight_bytes : 0;
+        size_t left = w->inflight_bytes < WORKER_INFLIGHT_BYTES
+                          ? WORKER_INFLIGHT_BYTES - w->inflight_bytes
+                          : 0;
         double fit = (double)left / w->avg_job_bytes;
         /* At least one when nothing is in hand: a job over the budget
          * still goes, alone. */

@@ -89,8 +89,8 @@ static struct wjob *wjob_new(struct worker *w, const struct queue_entry *e)
     wj->w = w;
     wj->bytes = total;
     w->inflight_bytes += total;
-    w->avg_job_bytes = w->avg_job_bytes > 0 ? 0.9 * w->avg_job_bytes + 0.1 * (double)total
-                                            : (double)total;
+    w->avg_job_bytes =
+        w->avg_job_bytes > 0 ? 0.9 * w->avg_job_bytes + 0.1 * (double)total : (double)total;
     return wj;
 }
 
@@ -118,8 +118,8 @@ static void wjob_finish(struct wjob *wj)
 static void wjob_release(struct wjob *wj, const char *what)
 {
     char detail[160];
-    snprintf(detail, sizeof(detail), "%s: %s; released, redelivered after claim_min_idle_ms",
-             what, strerror(errno));
+    snprintf(detail, sizeof(detail), "%s: %s; released, redelivered after claim_min_idle_ms", what,
+             strerror(errno));
     log_event(LOG_ERROR, "job_released", "entry", wj->entry, "detail", detail, NULL);
     queue_release(wj->w->q, wj->entry);
     wjob_finish(wj);
@@ -415,8 +415,7 @@ static int on_prepare(struct pool_job *pj, enum message_encoding enc)
      * (dot-stuffing, the terminator). */
     if (enc == MESSAGE_ENC_BDAT && known)
         pj->txn.facts = *known;
-    if (enc == MESSAGE_ENC_BDAT &&
-        (known || message_scan(m, len, enc, &pj->txn.facts) == 0) &&
+    if (enc == MESSAGE_ENC_BDAT && (known || message_scan(m, len, enc, &pj->txn.facts) == 0) &&
         pj->txn.facts.wire_len == len) {
         pj->txn.body = m;
         pj->txn.body_len = len;
@@ -554,8 +553,8 @@ void worker_on_entries(void *user, const struct queue_entry *e, size_t n, int fr
             continue;
         }
         w->inflight++;
-        if (job_check_size(wj->nfields, wj->bytes - 2 * wj->nfields, &lim, reason,
-                           sizeof(reason)) < 0) {
+        if (job_check_size(wj->nfields, wj->bytes - 2 * wj->nfields, &lim, reason, sizeof(reason)) <
+            0) {
             wj->oversize = 1;
             dead_letter(wj, reason, NULL);
             continue;

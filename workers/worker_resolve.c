@@ -28,7 +28,7 @@
 #include "pool.h"
 #include "smtp_client.h"
 
-#define POLL_MS 10
+#define POLL_MS        10
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
 

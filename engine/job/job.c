@@ -357,7 +357,8 @@ static int envelope(const struct seen *s, const struct job_field *fields, size_t
 
     *utf8 = 0;
     *rcpt_bytes = 0;
-    if (s->from->value_len > 0 && (why = smtp_syntax_mailbox(s->from->value, s->from->value_len, utf8))) {
+    if (s->from->value_len > 0 &&
+        (why = smtp_syntax_mailbox(s->from->value, s->from->value_len, utf8))) {
         job_reason(reason, reasonlen, "from: %s", why);
         return -1;
     }

@@ -741,8 +741,7 @@ void smtp_client_eof(struct smtp_client *c)
         return;
     }
     if (c->after_421)
-        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, NULL, "closed by the server after 421",
-                         0);
+        smtp_client_fail(c, SMTP_CLIENT_R_SERVER_CLOSED, NULL, "closed by the server after 421", 0);
     else
         smtp_client_fail(c, SMTP_CLIENT_R_CONNECTION, NULL, "connection closed by the server", 0);
 }

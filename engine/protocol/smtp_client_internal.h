@@ -12,7 +12,7 @@
 /* A pipelined transaction queues one text piece (MAIL, RCPT, BDAT) and one
  * body piece; a few more for RSET, NOOP or QUIT. */
 #define SEG_MAX(depth) (2 * (size_t)(depth) + 4)
-#define OBUF_FLOOR 256
+#define OBUF_FLOOR     256
 
 enum smtp_client_state {
     ST_GREETING = 1,
@@ -73,7 +73,7 @@ struct smtp_client {
 
     char *obuf;
     size_t ocap, olen;
-    int obuf_secret; /* obuf holds AUTH credentials: wiped when sent, moved or freed */
+    int obuf_secret;              /* obuf holds AUTH credentials: wiped when sent, moved or freed */
     struct smtp_client_seg *segs; /* seg_max of them, after the struct */
     size_t seg_max;
     size_t nseg, seg_sent; /* bytes of segs[0] already sent */

@@ -489,8 +489,8 @@ static int read_one(struct queue *q)
      * it took, for new entries: a blocking read waits alone, and the
      * pending scan and the claim page with cursors, one at a time. */
     if (q->reads_inflight &&
-        (q->reads_inflight == QUEUE_READS_MAX || q->read_kind != QUEUE_READ_NEW ||
-         !q->read_full || q->need_pending || q->claim_due))
+        (q->reads_inflight == QUEUE_READS_MAX || q->read_kind != QUEUE_READ_NEW || !q->read_full ||
+         q->need_pending || q->claim_due))
         return 0;
     snprintf(count, sizeof(count), "%u", n);
     if (q->need_pending || !q->claim_due) {

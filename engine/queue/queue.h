@@ -242,7 +242,8 @@ void queue_drain(struct queue *q);
 
 /*
  * State record state_prefix + id = state (EX state_ttl): "data-sent" before
- * the transaction starts; wait for done (status 1) before sending it. Retried across reconnects like the outcomes.
+ * the transaction starts; wait for done (status 1) before sending it. Retried across reconnects
+ * like the outcomes.
  */
 int queue_state_set(struct queue *q, const char *id, const char *state, queue_done_fn *done,
                     void *arg);
@@ -290,7 +291,7 @@ struct queue_counters {
      * outcome was refused; jobs stuck in hand now (even that refused). */
     uint64_t outcome_transient, outcome_permanent, outcome_dead_letters;
     size_t stuck;
-    uint64_t connects;                       /* connections that reached ready, both links */
+    uint64_t connects; /* connections that reached ready, both links */
     uint64_t connect_attempts;
     uint64_t timeouts; /* connections dropped for a late reply */
 };

@@ -32,7 +32,7 @@ enum queue_op_kind {
     QUEUE_OP_STATE_GET = 5,
     QUEUE_OP_PROMOTE = 6,
     QUEUE_OP_STATS = 7,
-    QUEUE_OP_XACK = 8, /* cleanup of a pending entry whose content was deleted */
+    QUEUE_OP_XACK = 8,      /* cleanup of a pending entry whose content was deleted */
     QUEUE_OP_LAST_DEAD = 9, /* the bounded dead letter of a job whose outcome was refused */
 };
 
@@ -79,7 +79,7 @@ struct queue_op {
     enum queue_op_kind kind;
     bool sent;
     bool sticky; /* re-sent after a reconnect; otherwise failed to its callback */
-    sds cmd; /* RESP, from redisFormatSdsCommandArgv */
+    sds cmd;     /* RESP, from redisFormatSdsCommandArgv */
     size_t len;
     union {
         queue_done_fn *done;
@@ -92,8 +92,8 @@ struct queue_op {
     bool has_key;
     struct queue_pending_ack *acks; /* QUEUE_OP_ACK: the batch's jobs, in ARGV order */
     size_t nitems;
-    char *job_id;    /* retry, dead, last-dead: for a fallback dead letter */
-    bool was_stuck;  /* last-dead: counted in q->cnt.stuck */
+    char *job_id;   /* retry, dead, last-dead: for a fallback dead letter */
+    bool was_stuck; /* last-dead: counted in q->cnt.stuck */
 };
 
 /* Reads of new entries in flight at once: the next one is on its way

@@ -69,9 +69,9 @@ void conn_splice_out(struct conn *c)
      * and the TCP segment corked, so the end of the message would wait for
      * the kernel's ~200 ms cork timer while the server waits for it (seen
      * in the kTLS guest: 4 messages/s with 2 KB bodies). */
-    int rc = loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
-                         (unsigned)c->pipe_bytes,
-                         SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
+    int rc =
+        loop_splice(c->loop, c->slot, TAG_SPLICE_OUT, c->pipe_fd[0], -1, c->fd, -1,
+                    (unsigned)c->pipe_bytes, SPLICE_F_MOVE | (c->splice_more ? SPLICE_F_MORE : 0));
     if (rc < 0) {
         c->send_pending = c->splicing = 0;
         smtp_client_abort(c->smtp, SMTP_CLIENT_R_LOCAL, "cannot queue a splice");
@@ -241,4 +241,3 @@ void conn_on_sent(struct conn *c, int res)
         }
     }
 }
-

@@ -117,8 +117,7 @@ static int breaker_open(const struct pool *p)
 /* Every recipient of a job that never reached a server gets outcome o,
  * with an enhanced code when one is given. */
 static void fail_job_code(struct pool *p, struct pool_job *j, enum smtp_client_outcome o,
-                          enum smtp_client_reason reason, const char *enhanced,
-                          const char *detail)
+                          enum smtp_client_reason reason, const char *enhanced, const char *detail)
 {
     size_t i;
     for (i = 0; i < j->txn.nrcpt; i++) {
@@ -292,8 +291,8 @@ static void on_txn_done(struct conn *c, struct smtp_client_txn *txn, void *user)
             snprintf(code, sizeof(code), "%d", txn->nrcpt ? txn->results[0].code : 0);
             /* Once per connection: the reply that ended its session, for
              * whoever wonders why connections turn over. */
-            log_event(LOG_INFO, "connection_retired", "relay", p->cfg.name, "code", code,
-                      "reply", txn->nrcpt ? txn->results[0].reply : "", NULL);
+            log_event(LOG_INFO, "connection_retired", "relay", p->cfg.name, "code", code, "reply",
+                      txn->nrcpt ? txn->results[0].reply : "", NULL);
         }
         s->st = PS_CLOSING;
         if (requeue(p, j) == 0) {

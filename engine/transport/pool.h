@@ -82,13 +82,13 @@ struct pool_config {
 
 /* Counters for metrics and the send report. */
 struct pool_stats {
-    uint64_t connects;   /* connection attempts */
-    uint64_t handshakes; /* connections that reached READY */
-    uint64_t failures;   /* connections that failed before or after READY */
-    uint64_t rotations;  /* QUIT for age, messages, bytes or a stale key */
+    uint64_t connects;    /* connection attempts */
+    uint64_t handshakes;  /* connections that reached READY */
+    uint64_t failures;    /* connections that failed before or after READY */
+    uint64_t rotations;   /* QUIT for age, messages, bytes or a stale key */
     uint64_t retirements; /* connections ended for a session limit (QUIT) */
     uint64_t requeued;    /* jobs moved to another connection by a session limit */
-    uint64_t jobs_done;  /* jobs handed back */
+    uint64_t jobs_done;   /* jobs handed back */
     uint64_t breaker_opens;
     unsigned live;   /* connections now open (any phase) */
     unsigned idle;   /* connections now READY without a job */

@@ -260,7 +260,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_policy *p, char *err, size_t errlen
         goto fail;
     }
     if (SSL_CTX_set_ciphersuites(sc, p->tls13_ciphersuites ? p->tls13_ciphersuites
-                                                            : tls13_default_suites) != 1) {
+                                                           : tls13_default_suites) != 1) {
         seterr(err, errlen, "bad tls13_ciphersuites '%.64s': %s", p->tls13_ciphersuites,
                tls_ossl_reason(rb, sizeof(rb)));
         goto fail;

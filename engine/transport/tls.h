@@ -120,8 +120,8 @@ struct tls_policy {
     /* "1.2" (NULL or "" too) or "1.3". */
     const char *min_version;
     /* OpenSSL's TLS 1.3 suite list ("TLS_AES_128_GCM_SHA256:..."); NULL:
-     * AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 in that order. Every TLS 1.3 suite is AEAD and forward secret. The
-     * TLS 1.2 list is fixed (ECDHE/DHE with AES-GCM or ChaCha20-Poly1305). */
+     * AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 in that order. Every TLS 1.3 suite is AEAD and
+     * forward secret. The TLS 1.2 list is fixed (ECDHE/DHE with AES-GCM or ChaCha20-Poly1305). */
     const char *tls13_ciphersuites;
     /* A private trust store (PEM file and/or hashed directory). Both NULL:
      * the system's default store. */

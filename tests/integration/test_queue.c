@@ -100,8 +100,8 @@ static long long evalsha_calls(struct server *s)
 {
     redisReply *r = rc(s, "INFO commandstats");
     long long n = -1;
-    const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_evalsha:calls=")
-                                                       : NULL;
+    const char *p =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "cmdstat_evalsha:calls=") : NULL;
     if (p)
         n = atoll(p + strlen("cmdstat_evalsha:calls="));
     freeReplyObject(r);
@@ -760,7 +760,8 @@ static void test_refused_outcomes(void)
     CHECK_INT(g2->status_sum, 3 - 1);
     for (int i = 0; i < 4; i++)
         CHECK_INT(events_for(&srv, "t15:events", ids[i], "delivered"), i == 1 ? 0 : 1);
-    CHECK_INT(pending_count(&srv, "t15:jobs"), 1); /* ids[1]: stuck in hand, not pending for another */
+    CHECK_INT(pending_count(&srv, "t15:jobs"),
+              1); /* ids[1]: stuck in hand, not pending for another */
     for (int i = 0; i < 100 && queue_stuck(q) < 1; i++)
         run_for(20);
     CHECK_INT(queue_stuck(q), 1);

@@ -3,4 +3,7 @@
 #include <openssl/evp.h>
 
 int layering_forbidden(void);
-int layering_forbidden(void) { return 0; }
+int layering_forbidden(void)
+{
+    return 0;
+}

@@ -419,7 +419,8 @@ static const struct bad bads[] = {
     {"redis: {url: redis://h}\nrelays: [{name: a, host: h}]\nmetrics:\n  listen: \"::1:9465\"\n",
      "ringmail.yaml:4: metrics.listen: expected HOST:PORT or [IPV6]:PORT, got \"::1:9465\""},
     {"redis:\n  url: redis://h\n  claim_interval_ms: 50\nrelays: [{name: a, host: h}]\n",
-     "ringmail.yaml:3: redis.claim_interval_ms: expected an integer from 100 to 3600000, got \"50\""},
+     "ringmail.yaml:3: redis.claim_interval_ms: expected an integer from 100 to 3600000, got "
+     "\"50\""},
     {"redis:\n  url: redis://h\n  block_ms: 5000\nrelays: [{name: a, host: h}]\n",
      "ringmail.yaml:3: redis.block_ms: 5000 must be below command_timeout_ms (5000), or every "
      "idle read would time out"},

@@ -174,9 +174,11 @@ static void test_counters(struct metrics *m)
     CHECK_LINE(t, "ringmail_messages_total{" R1 ",status=\"dead\"} 1");
     /* Every handshake outcome, ok or failed with the reason that ended it. */
     CHECK_LINE(t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"ok\",reason=\"none\"} 2");
-    CHECK_LINE(t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"failed\",reason=\"timeout\"} 1");
+    CHECK_LINE(
+        t, "ringmail_tls_handshakes_total{relay=\"mx-a\",result=\"failed\",reason=\"timeout\"} 1");
     CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"ok\",reason=\"none\"} 0");
-    CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"cert-verify\"} 1");
+    CHECK_LINE(t,
+               "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"cert-verify\"} 1");
     CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"injection\"} 1");
     CHECK_LINE(t, "ringmail_tls_handshakes_total{" R1 ",result=\"failed\",reason=\"local\"} 1");
     CHECK(!strstr(t, "result=\"failed\",reason=\"none\""));

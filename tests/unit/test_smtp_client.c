@@ -85,7 +85,7 @@ static void to_ready(struct h *h, const char *post_tls_ehlo)
 }
 
 #define EHLO_BAD_CHAR                                                                              \
-    "EHLO name contains a character that is not allowed in a domain (letters, digits, '-' and "   \
+    "EHLO name contains a character that is not allowed in a domain (letters, digits, '-' and "    \
     "'.'; no '_')"
 
 static void test_config_refusals(void)
