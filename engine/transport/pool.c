@@ -182,16 +182,24 @@ static int requeue(struct pool *p, struct pool_job *j)
     return 0;
 }
 
+/* The job at the head of the queue, taken off it; NULL when none waits. */
+static struct pool_job *pop_queued(struct pool *p)
+{
+    struct pool_job *j = p->qhead;
+    if (!j)
+        return NULL;
+    p->qhead = j->next;
+    if (!p->qhead)
+        p->qtail = NULL;
+    p->st.queued--;
+    return j;
+}
+
 static void fail_queued(struct pool *p, enum smtp_client_reason reason, const char *detail)
 {
-    while (p->qhead) {
-        struct pool_job *j = p->qhead;
-        p->qhead = j->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->st.queued--;
+    struct pool_job *j;
+    while ((j = pop_queued(p)))
         fail_job(p, j, SMTP_CLIENT_TEMPORARY, reason, detail);
-    }
 }
 
 static int live_ready(const struct pool *p)
@@ -472,12 +480,8 @@ static void dispatch(struct pool *p)
          * a nested dispatch that fills this connection up. */
         while (sent < want && p->qhead && s->conn && (s->st == PS_IDLE || s->st == PS_BUSY) &&
                conn_can_submit(s->conn)) {
-            struct pool_job *j = p->qhead;
+            struct pool_job *j = pop_queued(p);
             const char *err = NULL;
-            p->qhead = j->next;
-            if (!p->qhead)
-                p->qtail = NULL;
-            p->st.queued--;
             j->next = NULL;
             {
                 int prc = j->prepare(j, conn_body_encoding(s->conn));
@@ -574,17 +578,12 @@ static void fail_unresolved(struct pool *p, struct pool_job *j)
 
 void pool_set_unresolved(struct pool *p, const char *detail)
 {
+    struct pool_job *j;
     if (p->cfg.addrlen)
         return; /* resolved once: keep using that address */
     snprintf(p->unresolved, sizeof(p->unresolved), "%s", detail && *detail ? detail : "4.4.3");
-    while (p->qhead) {
-        struct pool_job *j = p->qhead;
-        p->qhead = j->next;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->st.queued--;
+    while ((j = pop_queued(p)))
         fail_unresolved(p, j);
-    }
 }
 
 void pool_set_addr(struct pool *p, const struct sockaddr_storage *addr, socklen_t addrlen)

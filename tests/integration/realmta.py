@@ -32,6 +32,8 @@ import subprocess
 import threading
 import time
 
+from postfix import free_port  # noqa: F401  (one free-port helper for the real servers)
+
 PACKAGES = {
     "opensmtpd": ["opensmtpd"],
     "exim": ["exim4-daemon-light", "exim4-base"],
@@ -43,14 +45,6 @@ USERS = {"opensmtpd": ["opensmtpd", "opensmtpq"], "exim": ["Debian-exim"]}
 
 class Unavailable(Exception):
     pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def unpacked(cache, which):
