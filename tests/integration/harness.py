@@ -100,9 +100,11 @@ class RecordingProxy:
             with self.lock:
                 self.streams.append(rec)
                 self.logs.append(log)
+                # Started before wait_ended() can see it: joining a thread
+                # not yet started raises.
+                reader.start()
                 self.readers.append(reader)
                 self.socks += [c, u]
-            reader.start()
             threading.Thread(target=self._pipe, args=(u, c, "s", None, log), daemon=True).start()
 
     def _pipe(self, src, dst, who, rec, log):
