@@ -21,6 +21,11 @@
 #define SMTP_LABEL_MAX   63
 #define SMTP_ADDRESS_MAX 254
 
+/* 1 when c is RFC 5322 atext (a Dot-string atom's octet), else 0. */
+int smtp_syntax_is_atext(unsigned char c);
+/* 1 when c is a letter, a digit or '-' (RFC 5321 Ldh-str), else 0. */
+int smtp_syntax_is_ldh(unsigned char c);
+
 /* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
  * points past U+10FFFF), else 0. */
 int smtp_syntax_utf8_valid(const unsigned char *s, size_t n);
