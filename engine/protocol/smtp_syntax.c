@@ -51,31 +51,40 @@ int smtp_syntax_utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Character classes as 128-bit masks (bit c of lo for c < 64, bit c - 64
- * of hi below 128): the client checks every address of every transaction,
- * and a strchr per octet cost more than the rest of the check.
- * tests/unit/test_smtp_syntax.c holds both masks to their definitions. */
-static int in_mask(unsigned char c, uint64_t lo, uint64_t hi)
-{
-    return c < 64 ? (int)(lo >> c & 1) : c < 128 ? (int)(hi >> (c - 64) & 1) : 0;
-}
-
-/* RFC 5322 atext (which RFC 5321's Dot-string uses): letters, digits and
- * !#$%&'*+-/=?^_`{|}~ */
-#define ATEXT_LO 0xa3ffacfa00000000ull
-#define ATEXT_HI 0x7fffffffc7fffffeull
-/* Letters, digits and '-' (RFC 5321 Ldh-str). */
-#define LDH_LO 0x03ff200000000000ull
-#define LDH_HI 0x07fffffe07fffffeull
+/* Character classes, one table lookup per octet: the client checks every
+ * address of every transaction and the job parser every address of every
+ * job, so this is on the hot path (a strchr per octet cost more than the
+ * rest of the check). Built from the definitions at compile time;
+ * tests/unit/test_smtp_syntax.c checks every octet against them. */
+#define CLS_LDH   1 /* letters, digits, '-' (RFC 5321 Ldh-str) */
+#define CLS_ATEXT 2 /* RFC 5322 atext, which RFC 5321's Dot-string uses */
+#define CLS_PLAIN 4 /* printable ASCII other than '<' and '>': nothing to say */
+#define CLS_HIGH  8 /* 0x80 and above: UTF-8, where RFC 6531 allows it */
+#define IS_ALNUM(c)                                                                                \
+    (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9'))
+#define IS_ATEXT_SPECIAL(c)                                                                        \
+    ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||          \
+     (c) == '*' || (c) == '+' || (c) == '-' || (c) == '/' || (c) == '=' || (c) == '?' ||           \
+     (c) == '^' || (c) == '_' || (c) == '`' || (c) == '{' || (c) == '|' || (c) == '}' ||           \
+     (c) == '~')
+#define CLS(c)                                                                                     \
+    ((IS_ALNUM(c) || (c) == '-' ? CLS_LDH : 0) |                                                   \
+     (IS_ALNUM(c) || IS_ATEXT_SPECIAL(c) ? CLS_ATEXT : 0) |                                        \
+     ((c) >= 0x20 && (c) < 0x7f && (c) != '<' && (c) != '>' ? CLS_PLAIN : 0) |                     \
+     ((c) >= 0x80 ? CLS_HIGH : 0))
+#define CLS4(c)  CLS(c), CLS((c) + 1), CLS((c) + 2), CLS((c) + 3)
+#define CLS16(c) CLS4(c), CLS4((c) + 4), CLS4((c) + 8), CLS4((c) + 12)
+#define CLS64(c) CLS16(c), CLS16((c) + 16), CLS16((c) + 32), CLS16((c) + 48)
+static const unsigned char cls[256] = {CLS64(0), CLS64(64), CLS64(128), CLS64(192)};
 
 int smtp_syntax_is_atext(unsigned char c)
 {
-    return in_mask(c, ATEXT_LO, ATEXT_HI);
+    return (cls[c] & CLS_ATEXT) != 0;
 }
 
 int smtp_syntax_is_ldh(unsigned char c)
 {
-    return in_mask(c, LDH_LO, LDH_HI);
+    return (cls[c] & CLS_LDH) != 0;
 }
 
 static const char R_EMPTY_LABEL[] = "empty domain label";
@@ -86,6 +95,7 @@ static const char R_BAD_LITERAL[] = "invalid address literal";
 const char *smtp_syntax_domain(const char *d, size_t n, int allow_utf8)
 {
     size_t label = 0;
+    const unsigned char ok = (unsigned char)(CLS_LDH | (allow_utf8 ? CLS_HIGH : 0));
 
     if (n == 0)
         return "empty domain";
@@ -105,7 +115,7 @@ const char *smtp_syntax_domain(const char *d, size_t n, int allow_utf8)
             label = 0;
             continue;
         }
-        if (!smtp_syntax_is_ldh(c) && !(allow_utf8 && c >= 0x80))
+        if (!(cls[c] & ok))
             return c == ' ' || c == '\t' ? "space outside a quoted local part"
                                          : "invalid character in domain";
         label++;
@@ -176,8 +186,10 @@ const char *smtp_syntax_mailbox(const char *a, size_t n, int *utf8)
     const char *first = NULL;
     for (size_t k = 0; k < n; k++) {
         unsigned char c = (unsigned char)a[k];
-        if (c >= 0x20 && c < 0x7f) {
-            if ((c == '<' || c == '>') && !first)
+        if (cls[c] & CLS_PLAIN)
+            continue;
+        if (c == '<' || c == '>') {
+            if (!first)
                 first = "'<' or '>' in address (give the bare address)";
             continue;
         }
@@ -212,7 +224,7 @@ const char *smtp_syntax_mailbox(const char *a, size_t n, int *utf8)
                     return "misplaced '.' in local part";
                 continue;
             }
-            if (!smtp_syntax_is_atext(c) && c < 0x80)
+            if (!(cls[c] & (CLS_ATEXT | CLS_HIGH)))
                 return "invalid character in local part";
         }
         local_len = i;
